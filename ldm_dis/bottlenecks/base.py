@@ -1,0 +1,45 @@
+"""What every bottleneck is: a module between the feature extractor and the U-Net's cross-attention.
+
+The feature extractor gives N scalars per image, ``(B, N)``, and from them N tokens, ``(B, N, D)``.
+A bottleneck acts on one of the two (``acts_on``) and returns the transformed tensor (same shape) with
+its extra loss terms. All learned or fitted state lives in parameters and buffers of fixed shape so that
+it is saved in the checkpoint (safetensors) and restored on resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+
+@dataclass
+class BottleneckOutput:
+    value: torch.Tensor  # the transformed scalars (B, N) or tokens (B, N, D)
+    # terms added to the model's objective, already weighted (e.g. {"kl": beta * kl, "tc": gamma * tc})
+    losses: Dict[str, torch.Tensor] = field(default_factory=dict)
+    # losses of auxiliary discriminators, computed on detached inputs; optimized with their own optimizer
+    disc_losses: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Bottleneck(nn.Module):
+    acts_on: str = "tokens"  # "tokens" (B, N, D) or "scalars" (B, N)
+
+    def forward(self, x: torch.Tensor) -> BottleneckOutput:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def discriminator_parameters(self) -> List[nn.Parameter]:
+        """Parameters trained by ``disc_losses`` (none for most bottlenecks)."""
+        return []
+
+    def set_step(self, step: int) -> None:
+        """Called by the trainer before each step (temperature schedules)."""
+
+
+class Identity(Bottleneck):
+    """``model.bottleneck.kind=none``: the plain EncDiff-style model."""
+
+    def forward(self, x: torch.Tensor) -> BottleneckOutput:
+        return BottleneckOutput(x)

@@ -1,0 +1,1 @@
+"""Command modules of `ldm-dis`: one file per subcommand, each with add_parser(subparsers, name, help)."""

@@ -1,0 +1,236 @@
+"""Typed configuration schema (OmegaConf structured configs).
+
+Every YAML file in ``configs/`` is merged onto :class:`Config`; an unknown key or a value of the wrong
+type fails at load time (see :mod:`ldm_dis.config.loading`). Defaults are the paper's values
+(``shared/SPEC.md`` section 2) unless a comment says otherwise. Components are chosen by *name*
+(``model.kind``, ``model.bottleneck.kind``, ``data.name``) from the package's own registries; a config
+never names an import path.
+
+Each section belongs to one part of the package; change a section together with the code that reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+
+# --------------------------------------------------------------------------------------------- run
+@dataclass
+class RunConfig:
+    dir: str = "runs/default"  # run folder: resolved config, checkpoints, logs, pictures
+    name: str = "default"
+
+
+# -------------------------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    name: str = "synth-shapes3d"  # registry name: shapes3d, mpi3d, cars3d, dsprites, celeba, arrays, synth-*
+    path: Optional[str] = None  # file or folder of a real dataset
+    resolution: int = 64  # images are served at resolution x resolution
+    num_workers: int = 2
+    # arrays loader only: key of the image array, key of the label array, or factor sizes for row-major order
+    images_key: str = "images"
+    labels_key: Optional[str] = None
+    factor_sizes: Optional[List[int]] = None
+    factor_names: Optional[List[str]] = None
+    cache_dir: Optional[str] = None  # where `ldm-dis data prepare` writes uncompressed .npy caches
+    subset: Optional[int] = None  # use only the first `subset` images (quick runs); None = all
+
+
+# ------------------------------------------------------------------------------- first stage (VQ-GAN)
+@dataclass
+class FirstStageConfig:
+    """VQ-GAN of paper Table 7, built on diffusers.VQModel."""
+
+    checkpoint: Optional[str] = None  # reuse this first stage (ours or a taming .ckpt); None = train it in run.dir
+    embed_dim: int = 3
+    n_embed: int = 2048
+    base_channels: int = 32
+    channel_mult: List[int] = field(default_factory=lambda: [1, 2, 4])
+    num_res_blocks: int = 2
+    dropout: float = 0.0
+    codebook_weight: float = 1.0
+    disc_weight: float = 0.75
+    disc_start: int = 0
+    disc_channels: int = 64
+    disc_layers: int = 3
+    perceptual_weights: Optional[str] = None  # local LPIPS/VGG weights file; None = no perceptual loss
+    perceptual_weight: float = 1.0
+    lr: float = 4.5e-6  # per-sample rate as in the taming configs; scaled by batch size
+    batch_size: int = 64
+    max_steps: int = 100_000
+    log_every: int = 50
+    ckpt_every: int = 1000
+
+
+# ------------------------------------------------------------------------------- feature extractor
+@dataclass
+class EncoderConfig:
+    """CNN feature extractor of paper Table 9 / the released code (SPEC 2.2)."""
+
+    num_units: int = 20  # N latent units
+    unit_dim: int = 32  # D, also the cross-attention context dim
+    stem_channels: int = 64  # conv 7x7 stride 1
+    channels: List[int] = field(default_factory=lambda: [128, 256, 256, 256])  # conv 4x4 stride 2 each
+    hidden: int = 256  # FC 4096 -> hidden -> N
+    extra_fc: bool = False  # Table 9's extra FC 4096x4096 (the released code has none)
+    unit_mlp: List[int] = field(default_factory=lambda: [256, 512])  # per-unit MLP 1 -> 256 -> 512 -> D
+
+
+# -------------------------------------------------------------------------------------------- U-Net
+@dataclass
+class UNetConfig:
+    """Denoising U-Net of paper Table 8 with Skip Dropout (SPEC 2.3, 2.4)."""
+
+    base_channels: int = 64
+    channel_mult: List[int] = field(default_factory=lambda: [1, 2, 4, 4])
+    num_res_blocks: int = 2
+    attention_downsample: List[int] = field(default_factory=lambda: [1, 2, 4])  # cross-attn at these factors
+    num_heads: int = 8
+    use_scale_shift_norm: bool = True
+    dropout: float = 0.1
+    skip_dropout: float = 0.2  # drop rate p of Skip Dropout; 0 disables it
+    # downsample factors whose skips are dropped; None = the paper's rule (levels without cross-attention)
+    skip_dropout_levels: Optional[List[int]] = None
+    backbone_dropout: float = 0.0  # Table 12 ablation: dropout on the backbone path instead
+
+
+# ---------------------------------------------------------------------------------------- diffusion
+@dataclass
+class DiffusionConfig:
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.0015
+    beta_end: float = 0.0155
+    beta_schedule: str = "scaled_linear"  # the LDM "linear" schedule
+    prediction_type: str = "epsilon"
+    loss: str = "l1"  # l1 | l2
+    sample_steps: int = 100  # DDIM steps
+    eta: float = 0.0
+    scale_by_std: bool = True  # latents scaled by 1/std of the first batch
+
+
+# --------------------------------------------------------------------------------------- bottlenecks
+@dataclass
+class DyGAConfig:
+    """Dynamic Gaussian Anchoring (SPEC 2.5)."""
+
+    k_init: int = 8  # K0
+    k_max: int = 32
+    phi: float = 0.5  # responsibility threshold for cluster membership
+    psi: float = 0.5  # density threshold for splitting
+    random_split_prob: float = 0.05  # "arbitrary" split probability
+    max_split_rounds: int = 10
+    min_count: float = 10.0  # filter components with a smaller soft count
+    em_iters: int = 100
+    tol: float = 1e-3
+    dim_threshold: float = 0.2  # Cattell scree-test threshold
+    tau: float = 1e-4  # Gumbel-softmax temperature
+    lam: float = 0.1  # lambda: maximum pull toward the anchor
+    fit_every_epochs: int = 1  # r
+    epoch_steps: Optional[int] = None  # an "epoch" of this many steps (huge datasets); None = one pass
+    max_samples: int = 100_000  # features collected per fit
+    num_workers: int = 2  # processes fitting units in parallel
+    seed: int = 0
+
+
+@dataclass
+class FactorQConfig:
+    """Global scalar codebook + total-correlation discriminator (SPEC 2.6)."""
+
+    codebook_size: int = 64
+    beta: float = 1e-3  # KL(q || uniform)
+    gamma: float = 1e-4  # total correlation
+    tau_decay: float = 1e-5  # tau = exp(-tau_decay * step)
+    tau_min: float = 0.0
+    disc_hidden: int = 1000
+    disc_layers: int = 6
+    disc_lr: float = 1e-4
+
+
+@dataclass
+class FSQConfig:
+    levels: List[int] = field(default_factory=lambda: [8, 5, 5])
+
+
+@dataclass
+class BottleneckConfig:
+    kind: str = "dyga"  # none | dyga | factorq | fsq
+    dyga: DyGAConfig = field(default_factory=DyGAConfig)
+    factorq: FactorQConfig = field(default_factory=FactorQConfig)
+    fsq: FSQConfig = field(default_factory=FSQConfig)
+
+
+# ---------------------------------------------------------------------------------- VAE baselines
+@dataclass
+class BaselineConfig:
+    """The VAE family (SPEC 2.6); used when model.kind is not `ldm`."""
+
+    latent_dim: Optional[int] = None  # None = 2 x number of factors
+    base_channels: int = 64
+    beta: float = 1.0  # beta-VAE / beta-TCVAE / KL weight of quantized models
+    alpha: float = 1.0  # beta-TCVAE mutual-information weight
+    tc_weight: float = 6.0  # beta-TCVAE / FactorVAE total-correlation weight (gamma)
+    disc_hidden: int = 1000
+    disc_layers: int = 6
+    disc_lr: float = 1e-4
+    codebook_size: int = 64  # global scalar codebook (QVAE, FactorQVAE) / categories (dVAE)
+    qlae_values: int = 10  # per-dimension codebook size of QLAE
+    commit_weight: float = 0.01
+    quant_weight: float = 0.01
+    weight_decay: float = 0.1  # QLAE AdamW weight decay (weights only)
+    tau_decay: float = 1e-5
+    bioae_activity: float = 0.1
+    bioae_nonneg: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "ldm"  # ldm | ae | betavae | betatcvae | factorvae | bioae | qlae | dvae | qvae | factorqvae | factordvae
+    first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    bottleneck: BottleneckConfig = field(default_factory=BottleneckConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+# -------------------------------------------------------------------------------------------- train
+@dataclass
+class TrainConfig:
+    max_steps: int = 100_000
+    batch_size: int = 512
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    adam_betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0
+    grad_clip: Optional[float] = None
+    ema_decay: float = 0.9999
+    seed: int = 0
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    channels_last: bool = False
+    compile: bool = False
+    log_every: int = 50
+    ckpt_every: int = 5000
+    keep_last: int = 3  # newest K checkpoints kept
+    sample_every: int = 5000
+    num_sample_images: int = 16
+
+
+# --------------------------------------------------------------------------------------------- eval
+@dataclass
+class EvalConfig:
+    metrics: List[str] = field(
+        default_factory=lambda: ["factorvae", "dci", "mig", "sap", "modularity", "infomec"]
+    )
+    fast: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
