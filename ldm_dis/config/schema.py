@@ -127,8 +127,7 @@ class DyGAConfig:
     dim_threshold: float = 0.2  # Cattell scree-test threshold
     tau: float = 1e-4  # Gumbel-softmax temperature
     lam: float = 0.1  # lambda: maximum pull toward the anchor
-    fit_every_epochs: int = 1  # r
-    epoch_steps: Optional[int] = None  # an "epoch" of this many steps (huge datasets); None = one pass
+    fit_every_epochs: int = 1  # r (train.epoch_steps sets the length of an epoch)
     max_samples: int = 100_000  # features collected per fit
     num_workers: int = 2  # processes fitting units in parallel
     seed: int = 0
@@ -210,6 +209,7 @@ class TrainConfig:
     mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
     channels_last: bool = False
     compile: bool = False
+    epoch_steps: Optional[int] = None  # an "epoch" of this many steps (huge datasets); None = one pass
     log_every: int = 50
     ckpt_every: int = 5000
     keep_last: int = 3  # newest K checkpoints kept
