@@ -1,0 +1,23 @@
+"""VAE-family baselines: AE, beta-VAE, beta-TCVAE, FactorVAE, BioAE, QLAE, dVAE, QVAE, FactorQVAE and
+FactordVAE on one shared encoder/decoder, trained by the same trainer (``model.kind=NAME``).
+
+- ``networks``: the shared convolutional encoder / decoder;
+- ``latents``: the latent layer of each kind (the only part that differs);
+- ``losses``: reconstruction likelihoods, Gaussian KL, beta-TCVAE's MWS decomposition, BioAE penalties;
+- ``model``: encoder -> latent -> decoder and the kind table;
+- ``task``: the training step (optimizers, discriminator alternation) for the trainer.
+The global scalar codebook and the TC discriminator are shared with the diffusion model's FactorQ
+bottleneck (``ldm_dis.bottlenecks.scalar_codebook``, ``ldm_dis.bottlenecks.total_correlation``).
+"""
+
+from __future__ import annotations
+
+
+def build_baseline_task(cfg, dataset, **kwargs):
+    """The task for ``cfg.model.kind`` (one of the ten baseline names) on ``dataset``."""
+    from ldm_dis.baselines.task import BaselineTask
+
+    return BaselineTask(cfg, dataset)
+
+
+__all__ = ["build_baseline_task"]

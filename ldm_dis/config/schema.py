@@ -20,6 +20,8 @@ from typing import List, Optional
 class RunConfig:
     dir: str = "runs/default"  # run folder: resolved config, checkpoints, logs, pictures
     name: str = "default"
+    # finished first stages (VQ-GAN) shared by runs, one folder per config hash; None = <parent of dir>/.first_stage
+    first_stage_cache: Optional[str] = None
 
 
 # -------------------------------------------------------------------------------------------- data
@@ -135,20 +137,25 @@ class DyGAConfig:
 
 @dataclass
 class FactorQConfig:
-    """Global scalar codebook + total-correlation discriminator (SPEC 2.6)."""
+    """Global scalar codebook + total-correlation discriminator on the N scalars (SPEC 2.6)."""
 
-    codebook_size: int = 64
-    beta: float = 1e-3  # KL(q || uniform)
-    gamma: float = 1e-4  # total correlation
-    tau_decay: float = 1e-5  # tau = exp(-tau_decay * step)
+    codebook_size: int = 64  # K scalars shared by all units
+    beta: float = 1e-3  # weight of KL(q || uniform), averaged over units (FactorQVAE code, Shapes3D)
+    gamma: float = 1e-4  # weight of the discriminator's total-correlation estimate
+    tau_decay: float = 1e-5  # Gumbel-softmax temperature tau = max(exp(-tau_decay * step), tau_min)
     tau_min: float = 0.0
-    disc_hidden: int = 1000
+    disc_hidden: int = 1000  # discriminator: disc_layers linear layers, LeakyReLU 0.2
     disc_layers: int = 6
     disc_lr: float = 1e-4
 
 
 @dataclass
 class FSQConfig:
+    """Finite scalar quantization (Mentzer et al. 2023) of each unit's token (paper Table 11).
+
+    Each token (D values) is projected to len(levels) values, bounded by tanh to level_i points, rounded
+    with straight-through gradients, and projected back to D."""
+
     levels: List[int] = field(default_factory=lambda: [8, 5, 5])
 
 
@@ -163,24 +170,32 @@ class BottleneckConfig:
 # ---------------------------------------------------------------------------------- VAE baselines
 @dataclass
 class BaselineConfig:
-    """The VAE family (SPEC 2.6); used when model.kind is not `ldm`."""
+    """The VAE family (SPEC 2.6); used when model.kind is not `ldm`. See ldm_dis/baselines/README.md.
+
+    Loss convention (the FactorQVAE code's, so its published weights mean the same here): the
+    reconstruction term is a per-element mean over pixels in [0, 1] scale; latent terms are multiplied
+    by the weights below as they are."""
 
     latent_dim: Optional[int] = None  # None = 2 x number of factors
-    base_channels: int = 64
-    beta: float = 1.0  # beta-VAE / beta-TCVAE / KL weight of quantized models
+    base_channels: int = 32  # conv encoder/decoder width (channels: c, c, 2c, 2c)
+    hidden: int = 256  # fully connected width between the convolutions and the latent
+    likelihood: str = "gaussian"  # gaussian: MSE (FactorQVAE code) | bernoulli: BCE with logits (QLAE code)
+    beta: float = 1e-3  # KL weight (betavae, factorvae, dvae, qvae, factorqvae, factordvae); betatcvae: dimension-wise KL
     alpha: float = 1.0  # beta-TCVAE mutual-information weight
-    tc_weight: float = 6.0  # beta-TCVAE / FactorVAE total-correlation weight (gamma)
-    disc_hidden: int = 1000
+    tc_weight: float = 1e-4  # total-correlation weight (gamma): betatcvae, factorvae, factorqvae, factordvae
+    disc_hidden: int = 1000  # TC discriminator: disc_layers linear layers, LeakyReLU 0.2
     disc_layers: int = 6
     disc_lr: float = 1e-4
-    codebook_size: int = 64  # global scalar codebook (QVAE, FactorQVAE) / categories (dVAE)
-    qlae_values: int = 10  # per-dimension codebook size of QLAE
-    commit_weight: float = 0.01
-    quant_weight: float = 0.01
-    weight_decay: float = 0.1  # QLAE AdamW weight decay (weights only)
-    tau_decay: float = 1e-5
-    bioae_activity: float = 0.1
-    bioae_nonneg: float = 1.0
+    codebook_size: int = 64  # global scalar codebook (qvae, factorqvae) / categories per latent (dvae, factordvae)
+    qlae_values: int = 10  # per-dimension codebook size of QLAE, initialized to linspace(-0.5, 0.5)
+    commit_weight: float = 0.01  # QLAE commitment ||z - sg(z_q)||^2
+    quant_weight: float = 0.01  # QLAE quantization ||sg(z) - z_q||^2
+    weight_decay: float = 0.1  # QLAE AdamW weight decay on weights only (0.001 on MPI3D)
+    tau_decay: float = 1e-5  # Gumbel temperature tau = exp(-tau_decay * step)
+    bioae_activity: float = 0.01  # BioAE activity penalty mean(z^2)
+    bioae_nonneg: float = 1.0  # BioAE non-negativity penalty mean(relu(-z))
+    lr_anneal_steps: int = 50_000  # cosine annealing of train.lr to lr_min over these steps (FactorQVAE code)
+    lr_min: float = 1.25e-6
 
 
 @dataclass
@@ -198,7 +213,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 100_000
-    batch_size: int = 512
+    batch_size: int = 512  # global batch, split evenly across processes
     lr: float = 1e-4
     weight_decay: float = 0.0
     adam_betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -210,10 +225,10 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     epoch_steps: Optional[int] = None  # an "epoch" of this many steps (huge datasets); None = one pass
-    log_every: int = 50
-    ckpt_every: int = 5000
+    log_every: int = 50  # steps between records in run.dir/log.jsonl (loss terms averaged over them)
+    ckpt_every: int = 5000  # the last step is always checkpointed
     keep_last: int = 3  # newest K checkpoints kept
-    sample_every: int = 5000
+    sample_every: int = 5000  # run.dir/samples/step_XXXXXXX.png; 0 = never
     num_sample_images: int = 16
 
 

@@ -1,0 +1,57 @@
+"""FactorQ: the FactorQVAE latent (paper 000) as a bottleneck on the N scalars of the feature extractor.
+
+Each scalar z_n is quantized with one global codebook of K scalars through the stochastic posterior
+q = softmax(-(z_n - m_k)^2): a Gumbel-softmax soft one-hot during training, the nearest code in
+evaluation. The objective gains beta * KL(q || uniform) and gamma * TC, TC estimated by a discriminator
+on the (B, N, K) one-hot blocks permuted across the batch. No published system puts FactorQ inside a
+diffusion model (SPEC 2.6): the quantized scalars feed the per-unit MLPs that build the tokens.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import nn
+
+from ldm_dis.bottlenecks.base import Bottleneck, BottleneckOutput
+from ldm_dis.bottlenecks.scalar_codebook import ScalarCodebook, gumbel_temperature, kl_to_uniform
+from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, discriminator_loss, tc_estimate
+
+
+class FactorQ(Bottleneck):
+    acts_on = "scalars"
+
+    def __init__(self, cfg, num_units: int, unit_dim: int):
+        super().__init__()
+        self.beta = float(cfg.beta)
+        self.gamma = float(cfg.gamma)
+        self.tau_decay = float(cfg.tau_decay)
+        self.tau_min = float(cfg.tau_min)
+        self.codebook = ScalarCodebook(cfg.codebook_size)
+        self.discriminator = TCDiscriminator(num_units * cfg.codebook_size, cfg.disc_hidden, cfg.disc_layers)
+        self.step = 0  # driven by the trainer through set_step; tau is a function of it, nothing to save
+
+    def set_step(self, step: int) -> None:
+        self.step = int(step)
+
+    @property
+    def tau(self) -> float:
+        return gumbel_temperature(self.step, self.tau_decay, self.tau_min)
+
+    def discriminator_parameters(self) -> List[nn.Parameter]:
+        return list(self.discriminator.parameters())
+
+    def forward(self, x: torch.Tensor) -> BottleneckOutput:
+        """x (B, N) scalars -> z_q (B, N). Training: losses {kl, tc} and disc_losses {tc_disc}."""
+        logits = self.codebook.distance_logits(x)  # (B, N, K)
+        one_hot, z_q = self.codebook.quantize(logits, self.tau, stochastic=self.training)
+        if not self.training:
+            return BottleneckOutput(z_q)
+        kl = kl_to_uniform(logits).mean()  # mean over batch and units, as the FactorQVAE code
+        tc = tc_estimate(self.discriminator, one_hot)
+        half = one_hot.shape[0] // 2
+        # joint and permuted samples from different halves of the batch (independent), as FactorVAE does
+        joint, other = (one_hot[:half], one_hot[half:2 * half]) if half >= 2 else (one_hot, one_hot)
+        disc = discriminator_loss(self.discriminator, joint, other)
+        return BottleneckOutput(z_q, losses={"kl": self.beta * kl, "tc": self.gamma * tc}, disc_losses={"tc_disc": disc})
