@@ -1,0 +1,74 @@
+"""FactorQ and FSQ bottlenecks of the diffusion model, built through the registry."""
+
+import math
+
+import torch
+from omegaconf import OmegaConf
+
+from ldm_dis.bottlenecks import build_bottleneck
+from ldm_dis.bottlenecks.fsq import bound, quantize
+from ldm_dis.config.schema import BottleneckConfig
+
+
+def make(kind, num_units=5, unit_dim=8, **section):
+    cfg = OmegaConf.structured(BottleneckConfig)
+    cfg.kind = kind
+    for k, v in section.items():
+        cfg[kind][k] = v
+    return build_bottleneck(cfg, num_units, unit_dim)
+
+
+def test_factorq_training_output_losses_and_gradients():
+    torch.manual_seed(0)
+    bn = make("factorq", disc_hidden=32)
+    assert bn.acts_on == "scalars"
+    x = torch.randn(8, 5, requires_grad=True)
+    out = bn(x)
+    assert out.value.shape == (8, 5)
+    assert set(out.losses) == {"kl", "tc"} and set(out.disc_losses) == {"tc_disc"}
+    kl_raw = out.losses["kl"].item() / 1e-3
+    assert 0 <= kl_raw <= math.log(64) + 1e-6
+    (out.value.sum() + out.losses["kl"] + out.losses["tc"]).backward(retain_graph=True)
+    assert x.grad.abs().sum() > 0 and bn.codebook.values.grad is not None
+    x.grad = None
+    out.disc_losses["tc_disc"].backward()
+    assert x.grad is None  # the discriminator trains on detached codes
+    assert all(p.grad is not None for p in bn.discriminator_parameters())
+    assert len(bn.discriminator_parameters()) == 12  # 6 linear layers
+
+
+def test_factorq_eval_is_the_nearest_code_and_step_drives_tau():
+    bn = make("factorq", disc_hidden=16)
+    bn.set_step(0)
+    assert bn.tau == 1.0
+    bn.set_step(200_000)
+    assert math.isclose(bn.tau, math.exp(-2.0))
+    bn.eval()
+    x = torch.randn(4, 5)
+    out = bn(x)
+    values = bn.codebook.values
+    nearest = values[(x.unsqueeze(-1) - values).abs().argmin(-1)]
+    assert torch.equal(out.value, nearest) and torch.equal(bn(x).value, out.value)
+    assert out.losses == {} and out.disc_losses == {}
+
+
+def test_fsq_grid_has_exactly_the_levels_and_passes_gradients():
+    levels = torch.tensor([8.0, 5.0, 5.0])
+    z = torch.linspace(-20, 20, 4001).unsqueeze(1).expand(-1, 3)
+    q = quantize(z, levels)
+    for i, l in enumerate([8, 5, 5]):
+        assert len(torch.unique(q[:, i])) == l
+        assert q[:, i].min() >= -1 and q[:, i].max() <= 1
+    assert torch.equal(torch.unique(q[:, 1]), torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]))
+    assert abs(bound(torch.zeros(1, 3), levels)).max() < 1e-6  # zero maps to the centre
+
+    torch.manual_seed(0)
+    bn = make("fsq", num_units=4, unit_dim=8)
+    assert bn.acts_on == "tokens" and bn.codebook_size == 200
+    tokens = torch.randn(6, 4, 8, requires_grad=True)
+    out = bn(tokens)
+    assert out.value.shape == (6, 4, 8) and out.losses == {}
+    out.value.sum().backward()
+    assert tokens.grad.abs().sum() > 0  # straight-through rounding
+    codes = bn.codes(tokens.detach())
+    assert torch.allclose(codes * torch.tensor([4.0, 2.0, 2.0]), (codes * torch.tensor([4.0, 2.0, 2.0])).round())
