@@ -1,0 +1,277 @@
+"""Checkpoints: one folder per saved step, written atomically, read strictly.
+
+    run.dir/checkpoints/step_0001000/
+        model.safetensors           every module of ``task.modules()``: key "<module name>.<state key>"
+                                    (networks, EMA copies, bottleneck state such as DyGA anchors)
+        training_state.safetensors  optimizer state tensors, RNG states of every process (uint8)
+        state.json                  everything else: step, epoch, optimizer param groups, LR schedulers,
+                                    process count, and where each tensor of the two files belongs
+        config.yaml                 the resolved config the run was trained with
+
+A folder is written as ``.tmp-step_...``, each file flushed and fsync'ed, then renamed into place, so a
+folder named ``step_*`` is always complete. ``state.json`` is the last file written.
+Loading never uses ``strict=False``: a missing, unexpected or misshapen tensor is a :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ldm_dis.errors import UserInputError
+
+CHECKPOINT_DIR = "checkpoints"
+MODEL_FILE = "model.safetensors"
+TRAINING_FILE = "training_state.safetensors"
+STATE_FILE = "state.json"
+CONFIG_FILE = "config.yaml"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(UserInputError):
+    """A checkpoint that is missing, incomplete or does not fit the model it is loaded into."""
+
+
+# ----------------------------------------------------------------------------- nested state <-> files
+def _encode(obj: Any, path: str, tensors: Dict[str, torch.Tensor]) -> Any:
+    """JSON skeleton of ``obj``; each tensor is moved into ``tensors`` under ``path`` and replaced by a reference."""
+    if isinstance(obj, torch.Tensor):
+        # clone: safetensors refuses tensors sharing memory (tied weights); contiguous CPU copies are safe
+        tensors[path] = obj.detach().to("cpu", copy=True).contiguous()
+        return {"__tensor__": path}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: _encode(v, f"{path}/{k}", tensors) for k, v in obj.items()}
+        return {"__items__": [[k, _encode(v, f"{path}/{k}", tensors)] for k, v in obj.items()]}  # int keys
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, f"{path}/{i}", tensors) for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, f"{path}/{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalar
+        return obj.item()
+    raise CheckpointError(f"cannot checkpoint {path}: a {type(obj).__name__} is neither a tensor nor plain data")
+
+
+def _decode(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__items__" in obj:
+            return {k: _decode(v, tensors) for k, v in obj["__items__"]}
+        if "__tuple__" in obj:
+            return tuple(_decode(v, tensors) for v in obj["__tuple__"])
+        return {k: _decode(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    return obj
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync_file(path)
+    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
+        pass
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_tensors(path: Path, tensors: Dict[str, torch.Tensor]) -> None:
+    save_file(tensors, str(path))
+    _fsync_file(path)
+
+
+# ----------------------------------------------------------------------------------------- writing
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:07d}"
+
+
+def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Optional[str] = None) -> Path:
+    """Write ``state`` (a dict with ``modules``: {name: state_dict} and any other plain data / tensors)
+    to the folder ``path`` atomically; an existing folder of that name is replaced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+
+    model_tensors: Dict[str, torch.Tensor] = {}
+    skeleton = {"modules": {}}
+    for name, module_state in state["modules"].items():
+        skeleton["modules"][name] = {k: _encode(v, f"{name}.{k}", model_tensors) for k, v in module_state.items()}
+    training_tensors: Dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key != "modules":
+            skeleton[key] = _encode(value, key, training_tensors)
+
+    _write_tensors(tmp / MODEL_FILE, model_tensors)
+    _write_tensors(tmp / TRAINING_FILE, training_tensors)
+    if config_yaml is not None:
+        _write_text(tmp / CONFIG_FILE, config_yaml)
+    _write_text(tmp / STATE_FILE, json.dumps(skeleton, indent=1))
+    _fsync_dir(tmp)
+
+    old = path.parent / f".old-{path.name}-{os.getpid()}"
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first, as (step, folder)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    found = []
+    if folder.is_dir():
+        for child in folder.iterdir():
+            match = _STEP_DIR.match(child.name)
+            if match and (child / STATE_FILE).is_file():
+                found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints."""
+    for _, folder in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------- reading
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder from a run folder (its newest checkpoint), a checkpoint folder, or a file in one."""
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    if (path / STATE_FILE).is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise CheckpointError(
+            f"{str(path)!r} is neither a checkpoint folder (with {STATE_FILE}) nor a run folder with "
+            f"checkpoints in {CHECKPOINT_DIR}/step_*"
+        )
+    return latest
+
+
+def load_checkpoint(path: str | Path, with_training_state: bool = True) -> Dict[str, Any]:
+    """The state dict given to :func:`save_checkpoint` (tensors on CPU). ``path`` as in :func:`resolve_checkpoint`."""
+    folder = resolve_checkpoint(path)
+    try:
+        skeleton = json.loads((folder / STATE_FILE).read_text())
+        tensors = load_file(str(folder / MODEL_FILE))
+        if with_training_state:
+            tensors.update(load_file(str(folder / TRAINING_FILE)))
+    except (OSError, ValueError) as exc:  # safetensors raises on truncated/corrupt files
+        raise CheckpointError(f"checkpoint {folder} is unreadable: {exc}") from None
+    if not with_training_state:
+        skeleton = {"modules": skeleton["modules"], "step": skeleton.get("step")}
+    state = _decode(skeleton, tensors)
+    state["path"] = str(folder)
+    return state
+
+
+def load_module_state(weights_file: str | Path, name: str) -> Dict[str, torch.Tensor]:
+    """One module's state dict from a ``model.safetensors`` (e.g. the first stage for the LDM task)."""
+    weights_file = Path(weights_file)
+    if weights_file.is_dir():
+        weights_file = resolve_checkpoint(weights_file) / MODEL_FILE
+    if not weights_file.is_file():
+        raise CheckpointError(f"weights file {str(weights_file)!r} does not exist")
+    tensors = load_file(str(weights_file))
+    prefix = f"{name}."
+    found = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not found:
+        names = sorted({k.split(".", 1)[0] for k in tensors})
+        raise CheckpointError(f"{weights_file} holds no module {name!r}; it holds {names}")
+    return found
+
+
+def load_modules(modules: Dict[str, torch.nn.Module], states: Dict[str, Dict[str, torch.Tensor]], source: str) -> None:
+    """Load every module strictly; any difference is an error naming the module and the keys."""
+    missing = sorted(set(modules) - set(states))
+    unexpected = sorted(set(states) - set(modules))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: the task's modules {sorted(modules)} do not match the checkpoint's {sorted(states)}"
+        )
+    for name, module in modules.items():
+        try:
+            module.load_state_dict(states[name], strict=True)
+        except RuntimeError as exc:  # torch lists missing/unexpected keys and shape mismatches
+            raise CheckpointError(f"{source}: module {name!r} does not fit the checkpoint:\n{exc}") from None
+
+
+def load_run_config(path: str | Path):
+    """The config a checkpoint (or the newest checkpoint of a run folder) was trained with."""
+    from ldm_dis.config.loading import load_config
+
+    folder = resolve_checkpoint(path)
+    config_file = folder / CONFIG_FILE
+    if not config_file.is_file():
+        config_file = folder.parent.parent / CONFIG_FILE  # the run folder's copy
+    if not config_file.is_file():
+        raise CheckpointError(f"no {CONFIG_FILE} in {folder} nor in its run folder; cannot rebuild the task")
+    return load_config(config_file)
+
+
+def load_task_from_checkpoint(path: str | Path, dataset=None, accelerator=None, with_weights: bool = True):
+    """Rebuild the task of a run folder or checkpoint from its saved config.yaml and load its weights.
+
+    Returns ``(cfg, task)``; the task is prepared on ``accelerator`` (default: a single-process one on
+    the GPU if there is one). ``dataset`` defaults to ``build_dataset(cfg.data)``.
+    """
+    from ldm_dis.training.tasks import build_task
+
+    folder = resolve_checkpoint(path)
+    cfg = load_run_config(folder)
+    if dataset is None:
+        from ldm_dis.data import build_dataset
+
+        dataset = build_dataset(cfg.data)
+    task = build_task(cfg, dataset, **task_kwargs(cfg))
+    if accelerator is None:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+    task.prepare(accelerator)
+    if with_weights:
+        state = load_checkpoint(folder, with_training_state=False)
+        load_modules({k: accelerator.unwrap_model(m) for k, m in task.modules().items()}, state["modules"], str(folder))
+    return cfg, task
+
+
+def task_kwargs(cfg) -> Dict[str, Any]:
+    """Extra arguments of ``build_task`` that a config implies (the LDM's first-stage weights)."""
+    if cfg.model.kind == "ldm":
+        return {"first_stage_path": cfg.model.first_stage.checkpoint}
+    return {}

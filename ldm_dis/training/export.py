@@ -1,0 +1,103 @@
+"""The learned representation of a whole dataset, for the metrics.
+
+    dataset, representation_fn = load_representation("runs/mpi3d")     # what `ldm-dis evaluate` calls
+    codes = representation_fn(images)   # images: np.float32 (n, C, H, W) in [-1, 1] -> np.float32 codes
+    export_representation("runs/mpi3d", "runs/mpi3d/codes.npz")
+
+The ``.npz`` holds ``codes`` ((n, N) scalars or (n, N, D) units, from ``task.encode``), ``factors``
+((n, F) int64) and ``factor_names`` ((F,) str), in dataset order.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Tuple
+
+import numpy as np
+import torch
+
+from ldm_dis.training.checkpoint import load_run_config, load_task_from_checkpoint, resolve_checkpoint
+from ldm_dis.training.data_order import ordered_loader
+
+CODES_FILE = "codes.npz"
+
+
+@torch.no_grad()
+def encode_dataset(task, dataset, accelerator, batch_size: int = 256, num_workers: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """(codes, factors) of every image in dataset order; all processes take part and all get the result."""
+    codes, factors = [], []
+    for images, batch_factors in ordered_loader(dataset, accelerator, batch_size, num_workers=num_workers):
+        batch_codes, batch_factors = accelerator.gather_for_metrics((task.encode(images), batch_factors))
+        codes.append(batch_codes.float().cpu().numpy())
+        factors.append(batch_factors.cpu().numpy())
+    return np.concatenate(codes), np.concatenate(factors).astype(np.int64)
+
+
+def write_representation(path: str | Path, codes: np.ndarray, factors: np.ndarray, factor_names) -> Path:
+    """Atomic: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    with open(tmp, "wb") as f:
+        np.savez(f, codes=codes.astype(np.float32), factors=factors, factor_names=np.asarray(list(factor_names), dtype=str))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def export_from_trainer(trainer, out_path: str | Path | None = None) -> Path:
+    """After training: encode with the in-memory task on every process; the main process writes."""
+    out_path = Path(out_path) if out_path else trainer.run_dir / CODES_FILE
+    codes, factors = encode_dataset(trainer.task, trainer.dataset, trainer.accelerator,
+                                    num_workers=trainer.cfg.data.num_workers)
+    if trainer.accelerator.is_main_process:
+        write_representation(out_path, codes, factors, trainer.dataset.factor_names)
+    trainer.accelerator.wait_for_everyone()
+    return out_path
+
+
+def load_representation(checkpoint: str | Path, dataset=None, batch_size: int = 256) -> Tuple[object, Callable[[np.ndarray], np.ndarray]]:
+    """``(dataset, representation_fn)`` of a run folder or checkpoint (weights as saved, task in eval use)."""
+    if dataset is None:
+        from ldm_dis.data import build_dataset
+
+        dataset = build_dataset(load_run_config(checkpoint).data)
+    _, task = load_task_from_checkpoint(checkpoint, dataset=dataset)
+    device = task_device(task)
+
+    @torch.no_grad()
+    def representation_fn(images: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32), device=device)
+            out.append(task.encode(batch).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    return dataset, representation_fn
+
+
+def task_device(task) -> torch.device:
+    for module in task.modules().values():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            return tensor.device
+    return torch.device("cpu")
+
+
+def export_representation(run_or_ckpt: str | Path, out_path: str | Path | None = None, batch_size: int = 256,
+                          dataset=None) -> Path:
+    """Write the ``.npz`` of the whole dataset (default ``<run>/codes.npz``) from a run or checkpoint."""
+    from accelerate import Accelerator
+
+    if dataset is None:
+        from ldm_dis.data import build_dataset
+
+        dataset = build_dataset(load_run_config(run_or_ckpt).data)
+    accelerator = Accelerator()
+    cfg, task = load_task_from_checkpoint(run_or_ckpt, dataset=dataset, accelerator=accelerator)
+    codes, factors = encode_dataset(task, dataset, accelerator, batch_size, cfg.data.num_workers)
+    out_path = Path(out_path) if out_path else resolve_checkpoint(run_or_ckpt).parent.parent / CODES_FILE
+    if accelerator.is_main_process:
+        write_representation(out_path, codes, factors, dataset.factor_names)
+    return out_path

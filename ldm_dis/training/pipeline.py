@@ -1,0 +1,113 @@
+"""One command trains what a config asks for, including the stages it depends on.
+
+For ``model.kind=ldm`` the latent diffusion model needs a VQ-GAN first stage. Unless
+``model.first_stage.checkpoint`` names one, the first stage lives in a cache shared by runs,
+``<first_stage_cache>/<hash>/`` (default ``<parent of run.dir>/.first_stage``), where ``hash`` covers the
+``model.first_stage`` and ``data`` sections (minus keys that do not change the weights). A finished first
+stage is reused, an unfinished one resumed, a missing one trained; then the LDM is trained on top of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+from ldm_dis.config.loading import config_to_dict
+from ldm_dis.training.checkpoint import MODEL_FILE, CheckpointError, list_checkpoints, task_kwargs
+from ldm_dis.training.rng import seed_everything
+from ldm_dis.training.trainer import Trainer, make_accelerator
+
+# keys that do not change the first stage's weights, left out of its cache key
+_UNHASHED = {"first_stage": ("checkpoint", "log_every", "ckpt_every"), "data": ("num_workers", "cache_dir")}
+FIRST_STAGE_SEED = 0  # the cached first stage is a function of its config alone, whichever run trains it
+
+
+def build_trainer(cfg, dataset, accelerator, task=None) -> Trainer:
+    """The task comes from ``build_task`` (``task`` is for tests); seeded so every process starts equal."""
+    if task is None:
+        from ldm_dis.training.tasks import build_task
+
+        seed_everything(cfg.train.seed)
+        task = build_task(cfg, dataset, **task_kwargs(cfg))
+    return Trainer(cfg, task, dataset, accelerator)
+
+
+def first_stage_hash(cfg) -> str:
+    sections = {"first_stage": config_to_dict(cfg.model.first_stage), "data": config_to_dict(cfg.data)}
+    for section, keys in _UNHASHED.items():
+        for key in keys:
+            sections[section].pop(key, None)
+    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def first_stage_config(cfg):
+    """The config of the VQ-GAN run that ``cfg`` (an LDM config) depends on."""
+    stage = cfg.model.first_stage
+    cache = Path(cfg.run.first_stage_cache) if cfg.run.first_stage_cache else Path(cfg.run.dir).parent / ".first_stage"
+    fs_cfg = copy.deepcopy(cfg)  # still typed: a wrong key below would fail loudly
+    key = first_stage_hash(cfg)
+    fs_cfg.run.dir = str(cache / key)
+    fs_cfg.run.name = f"first_stage-{key}"
+    fs_cfg.model.kind = "vqgan"
+    fs_cfg.train.max_steps = stage.max_steps
+    fs_cfg.train.batch_size = stage.batch_size
+    fs_cfg.train.log_every = stage.log_every
+    fs_cfg.train.ckpt_every = stage.ckpt_every
+    fs_cfg.train.sample_every = stage.ckpt_every
+    fs_cfg.train.epoch_steps = None
+    fs_cfg.train.seed = FIRST_STAGE_SEED
+    return fs_cfg
+
+
+def ensure_first_stage(cfg, dataset, accelerator) -> Path:
+    """The weights file of the first stage ``cfg`` needs: given, cached, resumed or trained now."""
+    given = cfg.model.first_stage.checkpoint
+    if given:
+        if not Path(given).exists():
+            raise CheckpointError(f"model.first_stage.checkpoint={given!r} does not exist")
+        return Path(given)
+    fs_cfg = first_stage_config(cfg)
+    found = list_checkpoints(fs_cfg.run.dir)
+    main = accelerator.is_main_process
+    if found and found[-1][0] >= fs_cfg.train.max_steps:
+        if main:
+            print(f"first stage: reusing {found[-1][1]}")
+    else:
+        if main:
+            print(f"first stage: training {fs_cfg.train.max_steps} steps in {fs_cfg.run.dir}")
+        trainer = build_trainer(fs_cfg, dataset, accelerator)
+        if found:
+            trainer.resume(found[-1][1])  # same hash, same config: an interrupted first stage continues
+        trainer.fit()
+        del trainer
+        accelerator.free_memory()  # drop the accelerator's references to the first stage's modules
+        found = list_checkpoints(fs_cfg.run.dir)
+    return (found[-1][1] / MODEL_FILE).resolve()
+
+
+def run_training(cfg, resume: bool = False, export_codes: Optional[str] = None, dataset=None,
+                 accelerator=None, task=None) -> Trainer:
+    """Train what ``cfg`` describes (with its first stage); optionally export the codes afterwards.
+    ``dataset``/``task`` replace ``build_dataset``/``build_task`` (tests)."""
+    accelerator = accelerator if accelerator is not None else make_accelerator(cfg)
+    if dataset is None:
+        from ldm_dis.data import build_dataset
+
+        dataset = build_dataset(cfg.data)
+    if cfg.model.kind == "ldm" and task is None:
+        # recorded in the run's config.yaml, so the run can be rebuilt from its folder alone
+        cfg.model.first_stage.checkpoint = str(ensure_first_stage(cfg, dataset, accelerator))
+    trainer = build_trainer(cfg, dataset, accelerator, task)
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    if export_codes:
+        from ldm_dis.training.export import export_from_trainer
+
+        path = export_from_trainer(trainer, export_codes)
+        if accelerator.is_main_process:
+            print(f"codes written to {path}")
+    return trainer

@@ -1,0 +1,247 @@
+"""The generic training loop: Accelerate, data order, progress bar, logs, samples, checkpoints, resume,
+NaN checks and epoch hooks. *What* is trained and how one step is computed belongs to the task
+(:mod:`ldm_dis.training.task`); tasks are made by :func:`ldm_dis.training.tasks.build_task`.
+
+    trainer = Trainer(cfg, task, dataset)   # task built after seed_everything(cfg.train.seed)
+    trainer.resume()                         # optional: newest checkpoint of cfg.run.dir
+    trainer.fit()                            # until cfg.train.max_steps
+
+Step numbers count *completed* optimization steps: ``checkpoints/step_0000100`` holds the state after
+100 steps, and the task's ``training_step(..., step)`` receives the number of steps done before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ldm_dis.config.loading import to_yaml
+from ldm_dis.training.checkpoint import (
+    CONFIG_FILE, CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, load_modules,
+    prune_checkpoints, resolve_checkpoint, save_checkpoint,
+)
+from ldm_dis.training.data_order import ordered_loader, steps_per_pass, training_loader
+from ldm_dis.training.rng import capture_rng, restore_rng, seed_everything
+from ldm_dis.training.run_log import RunLog
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss term became NaN or infinite; the run stops before writing anything else."""
+
+
+def make_accelerator(cfg):
+    from accelerate import Accelerator, DataLoaderConfiguration
+
+    # split_batches: our batch sizes are global, so an LR scheduler steps once per optimizer step
+    # whatever the number of processes, and ordered_loader splits each batch across processes
+    return Accelerator(mixed_precision=cfg.train.mixed_precision,
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+
+
+class Trainer:
+    """Drives one task. Attributes a task's ``on_epoch_end`` may use: ``accelerator``, ``dataset``,
+    ``run_dir``, ``step``, ``epoch``, ``cfg`` and :meth:`eval_loader`."""
+
+    def __init__(self, cfg, task, dataset, accelerator=None):
+        self.cfg, self.task, self.dataset = cfg, task, dataset
+        self.accelerator = accelerator if accelerator is not None else make_accelerator(cfg)
+        self.run_dir = Path(cfg.run.dir)
+        self.step = 0
+        self.resumed_from: Optional[Path] = None
+        train = cfg.train
+        self.steps_per_epoch = train.epoch_steps or steps_per_pass(len(dataset), train.batch_size)
+        task.prepare(self.accelerator)
+        # every process was built from the same seed (same initial weights); now give each its own
+        # stream so that dropout masks and diffusion timesteps differ between processes
+        seed_everything(train.seed + self.accelerator.process_index)
+        self.log = RunLog(self.run_dir, enabled=self.accelerator.is_main_process)
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs (an epoch is a pass over the data, or ``train.epoch_steps`` steps)."""
+        return self.step // self.steps_per_epoch
+
+    def eval_loader(self, batch_size: Optional[int] = None, indices=None):
+        """The training set (or ``indices`` of it) in dataset order, each batch split across processes.
+        ``self.accelerator.gather_for_metrics(outputs)`` returns a batch's outputs in order on every process."""
+        return ordered_loader(self.dataset, self.accelerator, batch_size or self.cfg.train.batch_size,
+                              indices, self.cfg.data.num_workers)
+
+    # ------------------------------------------------------------------------------------ the loop
+    def fit(self) -> None:
+        acc, train = self.accelerator, self.cfg.train
+        if self.resumed_from is None and latest_checkpoint(self.run_dir) is not None:
+            raise CheckpointError(
+                f"run.dir {str(self.run_dir)!r} already holds checkpoints; pass --resume to continue that "
+                "run, or choose another run.dir"
+            )
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CONFIG_FILE).write_text(to_yaml(self.cfg))
+        batches = iter(training_loader(self.dataset, train.batch_size, train.seed, self.step, acc,
+                                       self.cfg.data.num_workers))
+        sample_batch = self._sample_batch() if train.sample_every else None
+        bar = tqdm(total=train.max_steps, initial=self.step, disable=not acc.is_main_process,
+                   desc=self.cfg.run.name, dynamic_ncols=True)
+        sums, count, since = defaultdict(float), 0, time.perf_counter()
+        while self.step < train.max_steps:
+            images, factors = next(batches)
+            images = images.to(acc.device, non_blocking=True)
+            factors = factors.to(acc.device, non_blocking=True)
+            self._set_bottleneck_step()
+            losses = self.task.training_step(images, factors, self.step, acc)
+            values = self._checked(losses)  # stops the run on NaN/inf before anything is written
+            self.step += 1
+            bar.update(1)
+            for key, value in values.items():
+                sums[key] += value
+            count += 1
+
+            last = self.step == train.max_steps
+            if self.step % train.log_every == 0 or last:
+                seconds = time.perf_counter() - since
+                means = {key: total / count for key, total in sums.items()}
+                speed = train.batch_size * count / max(seconds, 1e-9)
+                self.log.write(self.step, {**means, **self._learning_rates()}, epoch=self.epoch,
+                               images_per_s=round(speed, 2))
+                bar.set_postfix({**{k: f"{v:.4g}" for k, v in means.items()}, "img/s": f"{speed:.1f}"})
+                sums, count, since = defaultdict(float), 0, time.perf_counter()
+            if self.step % self.steps_per_epoch == 0:
+                self._end_epoch(self.epoch - 1)
+            if train.sample_every and (self.step % train.sample_every == 0 or last):
+                self.save_samples(sample_batch)
+            if self.step % train.ckpt_every == 0 or last:
+                self.save()
+        bar.close()
+        self.log.close()
+
+    def _checked(self, losses: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        """Loss terms averaged over processes; raises :class:`TrainingDiverged` naming the step and the term."""
+        acc = self.accelerator
+        names = sorted(losses)
+        local = torch.stack([torch.as_tensor(losses[k], dtype=torch.float32, device=acc.device).detach().reshape(())
+                             for k in names])
+        every = acc.gather(local[None]).reshape(acc.num_processes, len(names)).cpu()  # every process sees all
+        bad = (~torch.isfinite(every)).nonzero()
+        if len(bad):
+            rank, term = bad[0].tolist()
+            good = latest_checkpoint(self.run_dir)
+            raise TrainingDiverged(
+                f"step {self.step + 1}: loss term {names[term]!r} is {every[rank, term].item()} "
+                f"(process {rank}); training stopped. Last good checkpoint: {good or 'none'}"
+            )
+        return dict(zip(names, every.mean(0).tolist()))
+
+    def _set_bottleneck_step(self) -> None:
+        from ldm_dis.bottlenecks.base import Bottleneck
+
+        for module in self.task.modules().values():
+            module = self.accelerator.unwrap_model(module)
+            if isinstance(module, Bottleneck):
+                module.set_step(self.step)  # temperature schedules
+
+    def _learning_rates(self) -> Dict[str, float]:
+        return {f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.task.optimizers().items()}
+
+    @contextlib.contextmanager
+    def _same_train_modes(self):
+        """Hooks may switch modules to eval mode; the loop continues with the modes it had."""
+        modes = [(m, m.training) for root in self.task.modules().values() for m in root.modules()]
+        try:
+            yield
+        finally:
+            for module, training in modes:
+                module.training = training
+
+    def _end_epoch(self, epoch: int) -> None:
+        with self._same_train_modes():
+            extra = self.task.on_epoch_end(epoch, self)
+        if extra:
+            self.log.write(self.step, {k: float(v) for k, v in extra.items()}, epoch_end=epoch)
+
+    # ------------------------------------------------------------------------------------ pictures
+    def _sample_batch(self) -> torch.Tensor:
+        """The same images every time: a fixed random choice (datasets are often stored in factor order)."""
+        count = min(self.cfg.train.num_sample_images, len(self.dataset))
+        indices = np.random.default_rng(self.cfg.train.seed).choice(len(self.dataset), count, replace=False)
+        return torch.stack([self.dataset[int(i)][0] for i in indices]).to(self.accelerator.device)
+
+    def save_samples(self, images: torch.Tensor) -> Path:
+        """``run.dir/samples/step_XXXXXXX.png`` from ``task.sample_images`` (run on every process, so that
+        collective operations inside wrapped modules match; the main process writes)."""
+        acc = self.accelerator
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        devices = [acc.device] if acc.device.type == "cuda" else []
+        # forked RNG: drawing samples must not change the training stream (a run with samples off is the same run)
+        with self._same_train_modes(), torch.random.fork_rng(devices=devices):
+            generator = torch.Generator(device=acc.device).manual_seed(self.cfg.train.seed)
+            pictures = self.task.sample_images(images, generator)
+        if acc.is_main_process:
+            from ldm_dis.viz.grids import save_image_grid
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_image_grid(pictures.detach().float().cpu(), path, nrow=min(8, len(pictures)), title=f"step {self.step}")
+        return path
+
+    # --------------------------------------------------------------------------------- checkpoints
+    def _unwrapped(self) -> Dict[str, torch.nn.Module]:
+        return {name: self.accelerator.unwrap_model(m) for name, m in self.task.modules().items()}
+
+    def save(self) -> Optional[Path]:
+        """Checkpoint the current step (the main process writes; all processes take part)."""
+        from accelerate.utils import gather_object
+
+        acc = self.accelerator
+        rngs = gather_object([capture_rng(acc.device)]) if acc.num_processes > 1 else [capture_rng(acc.device)]
+        path = None
+        if acc.is_main_process:
+            state = {
+                "modules": {name: m.state_dict() for name, m in self._unwrapped().items()},
+                "optimizers": {name: opt.state_dict() for name, opt in self.task.optimizers().items()},
+                "schedulers": {name: s.state_dict() for name, s in self.task.schedulers().items()},
+                "step": self.step,
+                "epoch": self.epoch,
+                "num_processes": acc.num_processes,
+                "rng": rngs,  # one entry per process, in process order
+            }
+            path = save_checkpoint(checkpoint_path(self.run_dir, self.step), state, to_yaml(self.cfg))
+            prune_checkpoints(self.run_dir, self.cfg.train.keep_last)
+        acc.wait_for_everyone()
+        return path
+
+    def resume(self, checkpoint=None) -> Path:
+        """Restore everything from ``checkpoint`` (default: the newest in run.dir), on every process."""
+        acc = self.accelerator
+        if checkpoint is None and latest_checkpoint(self.run_dir) is None:
+            raise CheckpointError(f"--resume: run.dir {str(self.run_dir)!r} holds no checkpoint to resume from")
+        path = resolve_checkpoint(checkpoint or self.run_dir)
+        state = load_checkpoint(path)
+        load_modules(self._unwrapped(), state["modules"], str(path))
+        for kind, objects in (("optimizers", self.task.optimizers()), ("schedulers", self.task.schedulers())):
+            saved = state[kind]
+            if set(saved) != set(objects):
+                raise CheckpointError(f"{path}: the task's {kind} {sorted(objects)} do not match the checkpoint's {sorted(saved)}")
+            for name, obj in objects.items():
+                try:
+                    obj.load_state_dict(saved[name])
+                except (ValueError, KeyError, RuntimeError) as exc:
+                    raise CheckpointError(f"{path}: {kind[:-1]} {name!r} does not fit the checkpoint: {exc}") from None
+        self.step = int(state["step"])
+        if len(state["rng"]) == acc.num_processes:
+            restore_rng(state["rng"][acc.process_index], acc.device)
+        else:  # still deterministic, but not the stream an uninterrupted run would have drawn
+            seed_everything(self.cfg.train.seed + 1_000_003 * self.step + acc.process_index)
+            if acc.is_main_process:
+                print(f"warning: {path} was written by {len(state['rng'])} processes, this run has "
+                      f"{acc.num_processes}: random streams are reseeded, the data order is kept")
+        self.resumed_from = path
+        self.log.truncate_after(self.step)
+        acc.wait_for_everyone()
+        return path

@@ -1,0 +1,100 @@
+"""The training loop in one process: records, checkpoints, resume, NaN stop, epoch hooks, export."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ldm_dis.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
+from ldm_dis.training.pipeline import run_training
+from ldm_dis.training.run_log import read_log
+
+
+def weights(run_dir):
+    return load_file(str(latest_checkpoint(run_dir) / "model.safetensors"))
+
+
+def test_run_folder_holds_config_log_samples_and_newest_checkpoints(tiny):
+    make, data = tiny
+    cfg = make()
+    trainer = run_training(cfg, dataset=data)
+    run = trainer.run_dir
+    assert (run / "config.yaml").read_text().count("kind: tiny") == 1
+    log = read_log(run)
+    steps = [r["step"] for r in log if "rec" in r]
+    assert steps == [2, 4, 6, 8]
+    assert all(r["images_per_s"] > 0 and "lr/net" in r for r in log if "rec" in r)
+    # 12 images / batch 4 = 3 steps per epoch: hooks after steps 3 and 6, with their numbers logged
+    assert trainer.task.epochs_seen == [0, 1]
+    assert [r["epoch_end"] for r in log if "center_norm" in r] == [0, 1]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000004.png", "step_0000008.png"]
+    assert [s for s, _ in list_checkpoints(run)] == [6, 8]  # keep_last=2
+    state = load_checkpoint(run)
+    assert state["step"] == 8 and state["epoch"] == 2 and len(state["rng"]) == 1
+    assert set(state["modules"]) == {"net", "ema", "critic", "center"}
+    assert state["modules"]["center"]["value"].abs().sum() > 0  # epoch-end state is checkpointed
+    assert state["optimizers"]["critic"]["state"][0]["momentum_buffer"].shape == (1, 3)
+    assert state["schedulers"]["net"]["last_epoch"] == 8
+
+
+def test_resume_continues_exactly_and_refuses_to_overwrite(tiny):
+    make, data = tiny
+    run_training(make(run="straight"), dataset=data)
+    run_training(make("train.max_steps=5", run="resumed"), dataset=data)  # stops mid-epoch, after a step with no checkpoint
+    with pytest.raises(CheckpointError, match="--resume"):
+        run_training(make(run="resumed"), dataset=data)
+    trainer = run_training(make(run="resumed"), dataset=data, resume=True)
+    a, b = weights(trainer.run_dir.parent / "straight"), weights(trainer.run_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # the log has each step once, as if never interrupted
+    assert [r["step"] for r in read_log(trainer.run_dir) if "rec" in r] == [2, 4, 5, 6, 8]
+
+
+def test_nan_loss_stops_naming_step_and_term_and_keeps_last_checkpoint(tiny, monkeypatch, capsys, tmp_path):
+    from ldm_dis.commands.train import main
+
+    make, data = tiny
+    good = run_training(make("train.max_steps=4", run="good"), dataset=data)
+    monkeypatch.setenv("TINY_NAN_AT_STEP", "5")
+    (tmp_path / "tiny.yaml").write_text("model:\n  kind: tiny\n")
+    from tiny_training_task import TINY_OVERRIDES
+
+    code = main(["--config", str(tmp_path / "tiny.yaml"), *TINY_OVERRIDES, f"run.dir={tmp_path / 'bad'}"], dataset=data)
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "step 6: loss term 'rec' is nan" in err and "step_0000004" in err
+    assert [s for s, _ in list_checkpoints(tmp_path / "bad")] == [2, 4]
+    a, b = weights(good.run_dir), weights(tmp_path / "bad")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mismatched_checkpoint_is_an_error_naming_the_module(tiny):
+    make, data = tiny
+    run_training(make("train.max_steps=2"), dataset=data)
+    from ldm_dis.training.pipeline import build_trainer
+
+    cfg = make("train.max_steps=4")
+    trainer = build_trainer(cfg, data, None)
+    trainer.task.center.register_buffer("extra", torch.zeros(1))
+    with pytest.raises(CheckpointError, match=r"module 'center'(.|\n)*Missing.*extra"):
+        trainer.resume()
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        build_trainer(make(run="empty"), data, None).resume()
+
+
+def test_exported_codes_follow_dataset_order_and_match_the_representation_fn(tiny, tmp_path):
+    from ldm_dis.training.export import load_representation
+
+    make, data = tiny
+    trainer = run_training(make(), dataset=data, export_codes=str(tmp_path / "codes.npz"))
+    saved = np.load(tmp_path / "codes.npz")
+    assert saved["codes"].shape == (12, 3) and saved["codes"].dtype == np.float32
+    np.testing.assert_array_equal(saved["factors"], np.stack(np.unravel_index(np.arange(12), (4, 3)), 1))
+    assert list(saved["factor_names"]) == ["x", "shade"]
+    _, representation_fn = load_representation(trainer.run_dir, dataset=data)
+    images = np.stack([data[i][0].numpy() for i in range(12)])
+    np.testing.assert_allclose(representation_fn(images), saved["codes"], rtol=1e-6, atol=1e-6)
