@@ -15,6 +15,7 @@ from typing import Sequence
 # name -> one-line help; order is the order of `ldm-dis --help`
 COMMANDS = {
     "data": "render, inspect and prepare ground-truth datasets",
+    "sample": "draw latent traversals, swaps and interchange grids",
 }
 
 

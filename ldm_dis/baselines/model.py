@@ -71,6 +71,14 @@ class BaselineModel(nn.Module):
         """Deterministic codes (B, d): posterior mean / nearest code / argmax code. Call in eval mode."""
         return self.latent(self.encoder(images), 0).code
 
+    def code_values(self, dim: int):
+        """The values latent ``dim`` can take (a 1-D tensor), or None for a continuous latent."""
+        if isinstance(self.latent, latents.PerDimQuant):
+            return self.latent.codebooks[dim].detach()
+        if isinstance(self.latent, (latents.GlobalScalar, latents.Categorical)):
+            return self.latent.codebook.values.detach()
+        return None
+
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes (B, d) -> images (B, C, H, W) in [-1, 1]."""

@@ -1,0 +1,160 @@
+"""``ldm-dis sample``: pictures drawn from a trained run.
+
+    ldm-dis sample traverse runs/factorqvae --images 4 --steps 8      # latent traversals (VAE baselines)
+    ldm-dis sample swap runs/factorqvae --pairs 3                     # latent swaps (VAE baselines)
+
+``traverse`` (FactorQVAE paper figures 2-4): for each source image, one row per latent dimension, in which
+that dimension takes ``--steps`` values and the others keep the image's code. Values span the range of
+the dimension's codes over ``--reference`` images; for quantized latents they are snapped to the values
+the latent can take (its codebook), so every picture decodes a code the model can produce.
+
+``swap`` (figure 8): for a pair of images (a, b), one picture per latent dimension j: a's code with
+dimension j taken from b. Each row is [a, b, swap 1, ..., swap d].
+
+Each sub-command is one ``_add_<name>`` function (its arguments) and one function that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def add_parser(subparsers, name: str, help_text: str) -> None:
+    parser = subparsers.add_parser(name, help=help_text, description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="sample_command", metavar="WHAT", required=True)
+    _add_traverse(sub)
+    _add_swap(sub)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run folder (its newest checkpoint) or a checkpoint folder")
+    parser.add_argument("--out", default=None, help="PNG path (default: <run>/samples/<what>.png)")
+    parser.add_argument("--seed", type=int, default=0, help="which images are drawn from the dataset")
+
+
+# ------------------------------------------------------------------------------------------ loading
+def _load_baseline(run: str):
+    """(cfg, model in eval mode, dataset) of a VAE-family run, through the trainer's checkpoint reader."""
+    from ldm_dis.data import build_dataset
+    from ldm_dis.errors import UserInputError
+    from ldm_dis.training.checkpoint import load_run_config, load_task_from_checkpoint
+    from ldm_dis.training.tasks import BASELINE_KINDS
+
+    cfg = load_run_config(run)
+    if cfg.model.kind not in BASELINE_KINDS:
+        raise UserInputError(
+            f"{run} is a model.kind={cfg.model.kind!r} run; traversals and swaps are drawn for the VAE "
+            f"baselines {list(BASELINE_KINDS)}"
+        )
+    dataset = build_dataset(cfg.data)
+    cfg, task = load_task_from_checkpoint(run, dataset=dataset)
+    model = task.unwrapped().eval()
+    return cfg, model, dataset
+
+
+def _images(dataset, count: int, seed: int, device) -> torch.Tensor:
+    """``count`` images (count, C, H, W) in [-1, 1], chosen at random without replacement."""
+    indices = np.random.default_rng(seed).choice(len(dataset), min(count, len(dataset)), replace=False)
+    return torch.stack([dataset[int(i)][0] for i in indices]).to(device)
+
+
+def _out_path(args, what: str) -> Path:
+    from ldm_dis.training.checkpoint import resolve_checkpoint
+
+    if args.out:
+        return Path(args.out)
+    folder = resolve_checkpoint(args.run)
+    run_dir = folder.parent.parent if folder.parent.name == "checkpoints" else folder
+    return run_dir / "samples" / f"{what}.png"
+
+
+# ---------------------------------------------------------------------------------------- traverse
+def _add_traverse(sub) -> None:
+    parser = sub.add_parser("traverse", help="latent traversals of the VAE baselines")
+    _common(parser)
+    parser.add_argument("--images", type=int, default=2, help="source images (one block of rows each)")
+    parser.add_argument("--steps", type=int, default=8, help="values per latent dimension")
+    parser.add_argument("--reference", type=int, default=512, help="images whose codes set each dimension's range")
+    parser.set_defaults(func=traverse)
+
+
+def traversal_values(model, codes: torch.Tensor, steps: int) -> torch.Tensor:
+    """(d, steps) values per dimension: evenly spaced between the 2nd and 98th percentile of ``codes``
+    (n, d); for a quantized dimension the distinct allowed values nearest to those points."""
+    low = torch.quantile(codes, 0.02, dim=0)
+    high = torch.quantile(codes, 0.98, dim=0)
+    grid = low[:, None] + (high - low)[:, None] * torch.linspace(0, 1, steps, device=codes.device)
+    for j in range(codes.shape[1]):
+        allowed = model.code_values(j)
+        if allowed is not None:
+            grid[j] = allowed[(grid[j, :, None] - allowed).abs().argmin(-1)]
+    return grid
+
+
+@torch.no_grad()
+def traversal_grid(model, images: torch.Tensor, reference: torch.Tensor, steps: int) -> torch.Tensor:
+    """Images (n, C, H, W) -> pictures (n * d * steps, C, H, W): per image, per dimension, per value."""
+    values = traversal_values(model, model.encode(reference), steps)  # (d, steps)
+    codes = model.encode(images)  # (n, d)
+    n, d = codes.shape
+    z = codes[:, None, None, :].repeat(1, d, steps, 1)  # (n, d, steps, d)
+    for j in range(d):
+        z[:, j, :, j] = values[j]
+    return model.decode(z.reshape(-1, d))
+
+
+def traverse(args) -> int:
+    from ldm_dis.viz.grids import save_image_grid
+
+    cfg, model, dataset = _load_baseline(args.run)
+    device = next(model.parameters()).device
+    images = _images(dataset, args.images, args.seed, device)
+    reference = _images(dataset, args.reference, args.seed + 1, device)
+    pictures = traversal_grid(model, images, reference, args.steps)
+    d = model.latent_dim
+    labels = [f"img {i} z{j + 1}" for i in range(len(images)) for j in range(d)]
+    path = save_image_grid(pictures, _out_path(args, "traverse"), nrow=args.steps, row_labels=labels,
+                           title=f"{cfg.model.kind} latent traversals ({cfg.data.name})")
+    print(f"traversals written to {path}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- swap
+def _add_swap(sub) -> None:
+    parser = sub.add_parser("swap", help="latent swaps between image pairs of the VAE baselines")
+    _common(parser)
+    parser.add_argument("--pairs", type=int, default=2, help="image pairs (one row each)")
+    parser.set_defaults(func=swap)
+
+
+@torch.no_grad()
+def swap_grid(model, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Pairs (n, C, H, W) x 2 -> (n * (d + 2), C, H, W): per pair [a, b, a with z_j of b for each j]."""
+    za, zb = model.encode(first), model.encode(second)
+    n, d = za.shape
+    z = za[:, None, :].repeat(1, d, 1)  # (n, d, d)
+    idx = torch.arange(d)
+    z[:, idx, idx] = zb  # row j of pair i: dimension j from b
+    swapped = model.decode(z.reshape(-1, d)).reshape(n, d, *first.shape[1:])
+    return torch.cat([first[:, None], second[:, None], swapped], dim=1).reshape(-1, *first.shape[1:])
+
+
+def swap(args) -> int:
+    from ldm_dis.viz.grids import save_image_grid
+
+    cfg, model, dataset = _load_baseline(args.run)
+    device = next(model.parameters()).device
+    images = _images(dataset, 2 * args.pairs, args.seed, device)
+    first, second = images[: args.pairs], images[args.pairs: 2 * args.pairs]
+    pictures = swap_grid(model, first, second)
+    d = model.latent_dim
+    path = save_image_grid(pictures, _out_path(args, "swap"), nrow=d + 2,
+                           col_labels=["a", "b"] + [f"z{j + 1}" for j in range(d)],
+                           title=f"{cfg.model.kind} latent swaps ({cfg.data.name})")
+    print(f"swaps written to {path}")
+    return 0
