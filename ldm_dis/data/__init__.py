@@ -1,0 +1,41 @@
+"""Ground-truth datasets (SPEC section 4), chosen by ``data.name``.
+
+    dataset = build_dataset(cfg.data)          # a GroundTruthDataset
+    image, factors = dataset[0]                # (C, H, W) float in [-1, 1], (F,) int64
+    f = dataset.sample_factors(64, rng)        # (64, F) int64
+    x = dataset.images_from_factors(f)         # (64, C, H, W) float32 in [-1, 1]
+
+Real datasets are read from the files users already have (never downloaded); ``synth-*`` datasets are
+rendered from the factor values and need no file.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Type
+
+from ldm_dis.data.base import GroundTruthDataset
+from ldm_dis.data.errors import DatasetError
+from ldm_dis.data.synthetic_dsprites import SyntheticDSprites
+from ldm_dis.data.synthetic_shapes3d import SyntheticShapes3D
+
+# data.name -> class; each is built by its ``from_config(data_cfg)``
+DATASETS: Dict[str, Type[GroundTruthDataset]] = {
+    "synth-shapes3d": SyntheticShapes3D,
+    "synth-dsprites": SyntheticDSprites,
+}
+
+
+def build_dataset(data_cfg) -> GroundTruthDataset:
+    """``data_cfg`` is the ``data`` section of the config (a DataConfig, DictConfig or plain dict)."""
+    if isinstance(data_cfg, dict):
+        from omegaconf import OmegaConf
+
+        from ldm_dis.config.schema import DataConfig
+
+        data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), data_cfg)
+    if data_cfg.name not in DATASETS:
+        raise DatasetError(f"data.name={data_cfg.name!r} is unknown; expected one of {sorted(DATASETS)}")
+    return DATASETS[data_cfg.name].from_config(data_cfg)
+
+
+__all__ = ["DATASETS", "DatasetError", "GroundTruthDataset", "build_dataset"]

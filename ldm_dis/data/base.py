@@ -1,0 +1,125 @@
+"""What every ground-truth dataset is: images indexed by a grid of discrete factors.
+
+A dataset with factor sizes ``[s_1, ..., s_F]`` holds ``prod(s)`` images in row-major order: the image of
+factor values ``(f_1, ..., f_F)`` has index ``ravel_multi_index(f, s)`` (the last factor varies fastest),
+which is how Shapes3D, MPI3D, dSprites and Cars3D files are ordered.
+
+Training reads ``dataset[i] -> (image (C, H, W) float32 in [-1, 1], factors (F,) int64)`` through a
+DataLoader; metrics call ``sample_factors`` then ``images_from_factors``. Subclasses implement only
+``images_at(indices)``.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+
+class GroundTruthDataset(Dataset):
+    """Base class. Attributes: ``name``, ``factor_names``, ``factor_sizes``, ``num_channels``, ``resolution``."""
+
+    name: str = ""
+
+    def __init__(
+        self,
+        factor_names: Sequence[str],
+        factor_sizes: Sequence[int],
+        num_channels: int,
+        resolution: int,
+        subset: Optional[int] = None,
+    ) -> None:
+        if len(factor_names) != len(factor_sizes):
+            raise ValueError(f"{len(factor_names)} factor names for {len(factor_sizes)} factor sizes")
+        self.factor_names: List[str] = [str(n) for n in factor_names]
+        self.factor_sizes: List[int] = [int(s) for s in factor_sizes]
+        self.num_channels = int(num_channels)
+        self.resolution = int(resolution)
+        self.subset = None if subset is None else int(subset)
+
+    @classmethod
+    def from_config(cls, data_cfg) -> "GroundTruthDataset":
+        """Build from the ``data`` config section; datasets read from files override this."""
+        return cls(resolution=data_cfg.resolution, subset=data_cfg.subset)
+
+    # ----------------------------------------------------------------------------------- to implement
+    def images_at(self, indices: np.ndarray) -> np.ndarray:
+        """Images of dataset indices ``(n,)`` -> float32 ``(n, C, resolution, resolution)`` in [-1, 1]."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------------------- grid
+    @property
+    def num_factors(self) -> int:
+        return len(self.factor_sizes)
+
+    @property
+    def num_images(self) -> int:
+        """Size of the full factor grid (``len`` may be smaller with ``subset``)."""
+        return int(np.prod(self.factor_sizes, dtype=np.int64))
+
+    def index_of(self, factors: np.ndarray) -> np.ndarray:
+        """Factor values ``(n, F)`` (or ``(F,)``) -> row-major indices int64 ``(n,)`` (or scalar)."""
+        factors = np.asarray(factors, dtype=np.int64)
+        if factors.shape[-1] != self.num_factors:
+            raise ValueError(f"factors have {factors.shape[-1]} columns; {self.name} has {self.num_factors} factors")
+        return np.ravel_multi_index(tuple(np.moveaxis(factors, -1, 0)), self.factor_sizes).astype(np.int64)
+
+    def factors_of(self, indices: np.ndarray) -> np.ndarray:
+        """Row-major indices ``(n,)`` -> factor values int64 ``(n, F)``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return np.stack(np.unravel_index(indices, self.factor_sizes), axis=-1).astype(np.int64)
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` factor tuples drawn uniformly and independently per factor: int64 ``(n, F)``."""
+        return rng.integers(0, self.factor_sizes, size=(int(n), self.num_factors), dtype=np.int64)
+
+    def images_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """Factor values ``(n, F)`` -> float32 images ``(n, C, H, W)`` in [-1, 1]."""
+        return self.images_at(self.index_of(np.atleast_2d(factors)))
+
+    # ---------------------------------------------------------------------------------- torch Dataset
+    def __len__(self) -> int:
+        return self.num_images if self.subset is None else min(self.subset, self.num_images)
+
+    def _check_index(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {self.name} of length {n}")
+        return i % n
+
+    def __getitem__(self, i: int):
+        """-> (image FloatTensor (C, H, W) in [-1, 1], factors LongTensor (F,))."""
+        i = self._check_index(int(i))
+        indices = np.array([i], dtype=np.int64)
+        return torch.from_numpy(self.images_at(indices)[0]), torch.from_numpy(self.factors_of(indices)[0])
+
+    def __getitems__(self, indices: Sequence[int]):
+        """A whole DataLoader batch at once (torch calls this when it exists): one vectorized read/render."""
+        idx = np.array([self._check_index(int(i)) for i in indices], dtype=np.int64)
+        images = torch.from_numpy(self.images_at(idx))
+        factors = torch.from_numpy(self.factors_of(idx))
+        return list(zip(images.unbind(0), factors.unbind(0)))
+
+    def describe(self) -> str:
+        factors = ", ".join(f"{n} {s}" for n, s in zip(self.factor_names, self.factor_sizes))
+        return f"{self.name}: {len(self)} images, {self.num_channels}x{self.resolution}x{self.resolution}; factors: {factors}"
+
+
+def to_model_images(raw: np.ndarray, resolution: int, max_value: float = 255.0) -> np.ndarray:
+    """Stored images ``(n, H, W, C)`` or ``(n, H, W)`` (0..max_value) -> float32 ``(n, C, R, R)`` in [-1, 1]."""
+    x = np.asarray(raw, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    x = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) * np.float32(2.0 / max_value) - np.float32(1.0)
+    return resize_images(x, resolution)
+
+
+def resize_images(x: np.ndarray, resolution: int) -> np.ndarray:
+    """float ``(n, C, H, W)`` -> ``(n, C, R, R)``; antialiased bilinear (torch, no torchvision); no-op at size."""
+    if x.shape[-2:] == (resolution, resolution):
+        return x
+    y = F.interpolate(torch.from_numpy(x), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    return y.clamp_(-1.0, 1.0).numpy()
