@@ -1,0 +1,160 @@
+"""U-Net: Skip Dropout, cross-attention recording, conditioning gradients; feature extractor; DDIM."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ldm_dis.models.attention import record_cross_attention
+from ldm_dis.models.diffusion import diffusion_loss, make_ddim_scheduler, make_train_scheduler
+from ldm_dis.models.ema import EMA
+from ldm_dis.models.feature_extractor import FeatureExtractor
+from ldm_dis.models.skip_dropout import SkipDropout, channel_dropout, paper_levels, released_code_levels
+from ldm_dis.models.unet import UNet
+from ldm_dis.config.schema import DiffusionConfig
+from ldm_dis.sampling.ddim import ddim_sample
+
+
+def tiny_unet(**kw):
+    args = dict(in_channels=3, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_downsample=(1,),
+                num_heads=4, context_dim=8, dropout=0.0, skip_dropout=0.2)
+    args.update(kw)
+    return UNet(**args)
+
+
+def randomize_zero_inits(model: nn.Module) -> None:
+    """Zero-initialised output convs make every inner gradient vanish at step 0; give them weights."""
+    torch.manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.weight.abs().sum() == 0:
+            nn.init.normal_(m.weight, std=0.05)
+
+
+def test_channel_dropout_rate_scale_and_shape():
+    torch.manual_seed(0)
+    x = torch.ones(512, 64, 4, 4)
+    y = channel_dropout(x, 0.2)
+    # whole channels of a sample are either dropped or kept, scaled by 1/(1-p)
+    per_channel = y.flatten(2)
+    assert torch.all(per_channel.amin(-1) == per_channel.amax(-1))
+    assert set(torch.unique(y).tolist()) <= {0.0, 1.25}
+    dropped = (per_channel[..., 0] == 0).float()
+    assert abs(dropped.mean().item() - 0.2) < 0.01  # 32768 Bernoulli draws
+    assert dropped.std(0).mean() > 0  # masks differ between samples
+    assert abs(y.mean().item() - 1.0) < 0.02  # unbiased
+
+
+def test_skip_dropout_levels_and_eval_identity():
+    sd = SkipDropout(0.5, levels=[2], backbone_p=0.0)
+    h, s = torch.ones(4, 8, 2, 2), torch.ones(4, 8, 2, 2)
+    assert torch.equal(sd(h, s, 1)[1], s)  # not a dropped level
+    assert not torch.equal(sd(h, s, 2)[1], s)
+    sd.eval()
+    assert sd(h, s, 2)[1] is s and sd(h, s, 2)[0] is h
+    bd = SkipDropout(0.0, levels=[2], backbone_p=0.5)  # ablation: drop the backbone instead
+    out_h, out_s = bd(h, s, 2)
+    assert torch.equal(out_s, s) and not torch.equal(out_h, h)
+    # Table 8: attention at factors 1, 2, 4 of levels 1, 2, 4, 8 with 16x16 latents
+    assert paper_levels([1, 2, 4, 8], [1, 2, 4]) == [8]
+    assert released_code_levels(16, [1, 2, 4], [1, 2, 4, 8]) == [1, 2]
+
+
+def test_unet_eval_is_deterministic_and_train_drops_skips():
+    torch.manual_seed(0)
+    unet = tiny_unet(skip_dropout=0.5, skip_dropout_levels=[1, 2])
+    randomize_zero_inits(unet)
+    x, t, c = torch.randn(2, 3, 8, 8), torch.tensor([10, 500]), torch.randn(2, 5, 8)
+    unet.eval()
+    with torch.no_grad():
+        a, b = unet(x, t, c), unet(x, t, c)
+        assert torch.equal(a, b)
+        unet.train()
+        assert not torch.allclose(unet(x, t, c), a)
+
+
+def test_attention_recording_probabilities_and_same_output():
+    torch.manual_seed(0)
+    unet = tiny_unet(attention_downsample=(1, 2)).eval()
+    randomize_zero_inits(unet)
+    x, t, c = torch.randn(2, 3, 8, 8), torch.tensor([3, 900]), torch.randn(2, 5, 8)
+    with torch.no_grad():
+        fast = unet(x, t, c)
+        with record_cross_attention(unet) as rec:
+            slow = unet(x, t, c)
+        after = unet(x, t, c)
+    torch.testing.assert_close(slow, fast, atol=1e-5, rtol=1e-4)
+    assert torch.equal(after, fast)
+    # level 1 (8x8): 1 down + 2 up blocks; level 2 (4x4): 1 down + middle + 2 up
+    assert len(rec.maps) == 7
+    assert sorted(set(rec.sizes.values())) == [(4, 4), (8, 8)]
+    for name, maps in rec.maps.items():
+        (p,) = maps  # one call
+        h, w = rec.sizes[name]
+        assert p.shape == (2, 4, h * w, 5)
+        torch.testing.assert_close(p.sum(-1), torch.ones(2, 4, h * w))
+    assert all(m.recorder is None for m in unet.modules() if hasattr(m, "recorder"))
+
+
+def test_gradients_reach_the_feature_extractor_through_cross_attention():
+    torch.manual_seed(0)
+    fx = FeatureExtractor(num_units=4, unit_dim=8, image_size=16, stem_channels=8, channels=(16, 16), hidden=16, unit_mlp=(8, 8))
+    unet = tiny_unet()
+    randomize_zero_inits(unet)
+    loss = diffusion_loss(unet, make_train_scheduler(DiffusionConfig()), torch.randn(2, 3, 8, 8), fx(torch.randn(2, 3, 16, 16)))
+    loss.backward()
+    # the units enter the U-Net only as the cross-attention context
+    assert fx.cnn[0].weight.grad.abs().sum() > 0
+    assert all(w.grad.abs().sum() > 0 for w in fx.unit_mlps.weights)
+
+
+def test_unit_mlps_equal_independent_linear_stacks():
+    torch.manual_seed(0)
+    fx = FeatureExtractor(num_units=3, unit_dim=4, image_size=16, stem_channels=8, channels=(8, 8), hidden=8, unit_mlp=(5, 6))
+    s = torch.randn(7, 3)
+    out = fx.tokens(s)
+    assert out.shape == (7, 3, 4)
+    for n in range(3):
+        h = s[:, n : n + 1]
+        for i, (w, b) in enumerate(zip(fx.unit_mlps.weights, fx.unit_mlps.biases)):
+            h = h @ w[n] + b[n]
+            h = torch.relu(h) if i < 2 else h
+        torch.testing.assert_close(out[:, n], h)
+    assert fx.scalars(torch.randn(2, 3, 16, 16)).shape == (2, 3)
+
+
+def test_ddim_sample_is_deterministic_given_x_T_and_uses_the_context():
+    torch.manual_seed(0)
+    unet = tiny_unet().eval()
+    randomize_zero_inits(unet)
+    sched = make_ddim_scheduler(DiffusionConfig())
+    x_T, c = torch.randn(2, 3, 8, 8), torch.randn(2, 5, 8)
+    a = ddim_sample(unet, sched, c, x_T, steps=5, eta=0.0)
+    b = ddim_sample(unet, sched, c, x_T.clone(), steps=5, eta=0.0)
+    assert torch.equal(a, b) and a.shape == x_T.shape
+    assert not torch.allclose(ddim_sample(unet, sched, c.flip(0), x_T, steps=5), a)
+    assert sched.timesteps.tolist() == [801, 601, 401, 201, 1]  # LDM's uniform DDIM steps (offset 1)
+
+
+def test_schedule_is_ldm_linear():
+    s = make_train_scheduler(DiffusionConfig())
+    assert s.betas[0].item() == pytest.approx(0.0015) and s.betas[-1].item() == pytest.approx(0.0155)
+    assert s.betas.sqrt().diff().std() < 1e-7  # linear in sqrt(beta)
+
+
+def test_ema_tracks_with_warmup_and_copies_buffers():
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema = EMA(net, decay=0.9999)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+        net[1].running_mean.fill_(3.0)
+    before = [p.clone() for p in ema.shadow.parameters()]
+    ema.update(net)  # n=1: decay min(0.9999, 2/11)
+    d = 2 / 11
+    for b, e, p in zip(before, ema.shadow.parameters(), net.parameters()):
+        torch.testing.assert_close(e, d * b + (1 - d) * p)
+    assert torch.equal(ema.shadow[1].running_mean, net[1].running_mean)
+    assert not any(p.requires_grad for p in ema.parameters())
+    ema.train()
+    assert not ema.shadow.training
