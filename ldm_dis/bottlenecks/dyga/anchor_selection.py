@@ -1,0 +1,147 @@
+"""Anchor selection for one latent unit (paper Sec. 3.2.1, Algorithm 2; SPEC 2.5).
+
+1. k-means++ seeds K0 Gaussians; HDDC fits them with EM.
+2. Split: a Gaussian's *cluster* is the points whose responsibility exceeds ``phi``; its *density* is
+   the mean L2 distance of the members to their centroid, in normalized feature units. A Gaussian
+   whose density exceeds ``psi`` is split, and any Gaussian is split with probability
+   ``random_split_prob`` (the paper's "arbitrary" split, to leave poor stationary points). A split fits
+   a 2-component HDDC on the cluster's members; the children inherit the parent's responsibilities,
+   shared by the child posterior, and one EM update refreshes the mixture. Rounds repeat until no
+   Gaussian qualifies, K reaches ``k_max`` or ``max_split_rounds`` rounds have run.
+3. Filter: Gaussians whose soft count is below ``min_count`` are dropped; EM refits the rest (again
+   if the refit leaves a Gaussian below the minimum).
+
+The anchors are the means of the final mixture. All random choices come from ``seed``.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from ldm_dis.bottlenecks.dyga.hddc import HDDC
+
+
+def feature_normalization(features: np.ndarray) -> Tuple[np.ndarray, float]:
+    """Per-unit statistics of the fitted set: center (D,) = mean, scale = RMS distance to the mean.
+
+    One scalar scale keeps the geometry (distances, subspaces) and makes densities comparable across
+    units and training time: the whole set has a mean radius just under 1, so ``psi = 0.5`` means "a
+    cluster spread over more than half the unit's range". Constant features get scale 1.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    center = features.mean(0)
+    scale = float(np.sqrt(((features - center) ** 2).sum(1).mean()))
+    return center, (scale if scale > 0 else 1.0)
+
+
+def cluster_densities(X: np.ndarray, resp: np.ndarray, phi: float) -> np.ndarray:
+    """Density of each Gaussian's cluster (K,): mean distance of members (resp > phi) to their centroid.
+
+    X (n, D) in normalized units, resp (n, K). A cluster with fewer than 2 members has density 0.
+    """
+    out = np.zeros(resp.shape[1])
+    for k in range(resp.shape[1]):
+        members = X[resp[:, k] > phi]
+        if len(members) >= 2:
+            out[k] = np.linalg.norm(members - members.mean(0), axis=1).mean()
+    return out
+
+
+def _softmax_rows(log_p: np.ndarray) -> np.ndarray:
+    log_p = log_p - log_p.max(1, keepdims=True)
+    p = np.exp(log_p)
+    return p / p.sum(1, keepdims=True)
+
+
+def select_anchors(
+    features: np.ndarray,
+    *,
+    k_init: int = 8,
+    k_max: int = 32,
+    phi: float = 0.5,
+    psi: float = 0.5,
+    random_split_prob: float = 0.05,
+    max_split_rounds: int = 10,
+    min_count: float = 10.0,
+    em_iters: int = 100,
+    tol: float = 1e-3,
+    dim_threshold: float = 0.2,
+    reg_covar: float = 1e-6,
+    seed: int = 0,
+) -> HDDC:
+    """Fit the anchors of one unit. features: (n, D). Returns the fitted HDDC in the features' units.
+
+    The fit runs on features normalized by :func:`feature_normalization` (so ``psi`` has a fixed
+    meaning); the returned mixture is mapped back exactly (HDDC is affine-equivariant).
+    Extra attributes on the result: ``split_log_`` (a dict: splits per round, K before filtering,
+    components filtered).
+    """
+    if not 1 <= k_init <= k_max:
+        raise ValueError(f"need 1 <= k_init <= k_max, got k_init={k_init}, k_max={k_max}")
+    features = np.asarray(features, dtype=np.float64)
+    center, scale = feature_normalization(features)
+    Z = (features - center) / scale
+    rng = np.random.default_rng(seed)
+
+    def hddc(k: int, max_iter: int = em_iters) -> HDDC:
+        return HDDC(k, max_iter, tol, dim_threshold, reg_covar, random_state=int(rng.integers(2**31)))
+
+    # 1. initial mixture (fewer seeds than K0 when there are fewer points than K0)
+    model = hddc(min(k_init, len(Z)))
+    resp = model.fit_predict_proba(Z)
+
+    # 2. split rounds
+    splits_per_round = []
+    for _ in range(max_split_rounds):
+        k_now = resp.shape[1]
+        if k_now >= k_max:
+            break
+        density = cluster_densities(Z, resp, phi)
+        chosen = (density > psi) | (rng.random(k_now) < random_split_prob)
+        # densest first, so the cap k_max spends its room on the clusters that need it most
+        candidates = [k for k in np.argsort(-density) if chosen[k]]
+        new_cols, n_split = [], 0
+        for k in candidates:
+            if k_now + n_split >= k_max:
+                break
+            members = resp[:, k] > phi
+            if members.sum() < 4:  # too few points to fit two Gaussians
+                continue
+            child = hddc(2).fit(Z[members]).predict_proba(Z)  # (n, 2) posterior of the children
+            parent = resp[:, k].copy()
+            resp[:, k] = parent * child[:, 0]
+            new_cols.append(parent * child[:, 1])
+            n_split += 1
+        splits_per_round.append(n_split)
+        if n_split == 0:
+            break
+        resp = np.column_stack([resp] + new_cols)
+        # one EM update of the whole mixture: parameters from the inherited responsibilities, then
+        # fresh responsibilities for the next round's densities
+        model = hddc(resp.shape[1], max_iter=1)
+        resp = model.fit_predict_proba(Z, init_resp=resp)
+
+    # 3. filter small Gaussians, refit; repeat while the refit leaves one below the minimum
+    k_before_filter = resp.shape[1]
+    refit_needed = any(splits_per_round)  # the split rounds ran single EM updates only
+    while True:
+        counts = resp.sum(0)
+        keep = counts >= min_count
+        if not keep.any():
+            keep = counts == counts.max()  # never drop everything: keep the largest
+        if keep.all() and not refit_needed:
+            break
+        resp = _softmax_rows(model.weighted_log_prob(Z)[:, keep])
+        model = hddc(int(keep.sum()))
+        resp = model.fit_predict_proba(Z, init_resp=resp)
+        refit_needed = False  # K strictly decreases on every further pass, so this loop ends
+
+    result = model.transformed(scale, center)
+    result.split_log_ = {
+        "splits_per_round": splits_per_round,
+        "k_before_filter": k_before_filter,
+        "filtered": k_before_filter - result.n_components_,
+    }
+    return result
