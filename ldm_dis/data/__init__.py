@@ -13,13 +13,25 @@ from __future__ import annotations
 
 from typing import Dict, Type
 
+from ldm_dis.data.arrays import ArrayDataset
 from ldm_dis.data.base import GroundTruthDataset
+from ldm_dis.data.cars3d import Cars3D
+from ldm_dis.data.celeba import CelebA
+from ldm_dis.data.dsprites import DSprites
 from ldm_dis.data.errors import DatasetError
+from ldm_dis.data.mpi3d import MPI3D, mpi3d_factor_sizes
+from ldm_dis.data.shapes3d import Shapes3D
 from ldm_dis.data.synthetic_dsprites import SyntheticDSprites
 from ldm_dis.data.synthetic_shapes3d import SyntheticShapes3D
 
 # data.name -> class; each is built by its ``from_config(data_cfg)``
 DATASETS: Dict[str, Type[GroundTruthDataset]] = {
+    "shapes3d": Shapes3D,
+    "mpi3d": MPI3D,
+    "cars3d": Cars3D,
+    "dsprites": DSprites,
+    "celeba": CelebA,
+    "arrays": ArrayDataset,
     "synth-shapes3d": SyntheticShapes3D,
     "synth-dsprites": SyntheticDSprites,
 }
@@ -38,4 +50,4 @@ def build_dataset(data_cfg) -> GroundTruthDataset:
     return DATASETS[data_cfg.name].from_config(data_cfg)
 
 
-__all__ = ["DATASETS", "DatasetError", "GroundTruthDataset", "build_dataset"]
+__all__ = ["DATASETS", "DatasetError", "GroundTruthDataset", "build_dataset", "mpi3d_factor_sizes"]
