@@ -3,7 +3,7 @@
     save_image_grid(images, "grid.png", nrow=8, row_labels=["samples", "scale"], title="synth-shapes3d")
 
 Images are ``(n, C, H, W)`` in [-1, 1] with C = 1 or 3, laid out row by row, ``nrow`` per row (as in
-torchvision's ``make_grid``). Small images are enlarged by pixel repetition so that a 32x32 dataset is
+torchvision's ``make_grid``); an all-NaN image leaves its cell blank. Small images are enlarged by pixel repetition so that a 32x32 dataset is
 still readable.
 """
 
@@ -35,6 +35,7 @@ def to_uint8(images) -> np.ndarray:
     x = np.asarray(images, dtype=np.float32)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"images must be (n, C, H, W) with C in (1, 3); got shape {x.shape}")
+    x = np.nan_to_num(x, nan=1.0)  # NaN marks an empty cell: drawn in the white of the canvas
     x = np.clip((x + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
     return np.repeat(x, 3, axis=3) if x.shape[3] == 1 else x
 
