@@ -131,8 +131,7 @@ def cache_path(path: Path, key: str, cache_dir: Optional[str] = None) -> Path:
 def open_array(path, key: str, dataset: str, cache_dir: Optional[str] = None) -> ArraySource:
     """The array ``key`` of ``path`` (.npy: ``key`` ignored), preferring an existing up-to-date cache."""
     path = Path(path)
-    if not path.is_file():
-        raise dataset_error(dataset, path, "an existing file", "no such file" if not path.exists() else "a folder")
+    _require_file(path, dataset)
     cached = cache_path(path, key, cache_dir)
     suffix = path.suffix.lower()
     if cached.is_file() and cached.stat().st_mtime >= path.stat().st_mtime and cached != path:
@@ -180,7 +179,13 @@ def _check_raw(path, dataset, shape, dtype, fortran, offset, available) -> None:
         raise dataset_error(dataset, path, f"{need} bytes for a {dtype} array of shape {shape}", f"a truncated file of {available} bytes")
 
 
+def _require_file(path: Path, dataset: str) -> None:
+    if not path.is_file():
+        raise dataset_error(dataset, path, "an existing file", "no such file" if not path.exists() else "a folder")
+
+
 def _zip(path: Path, dataset: str) -> zipfile.ZipFile:
+    _require_file(path, dataset)
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
