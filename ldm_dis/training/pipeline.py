@@ -104,10 +104,10 @@ def run_training(cfg, resume: bool = False, export_codes: Optional[str] = None, 
     if resume:
         trainer.resume()
     trainer.fit()
-    if export_codes:
+    if export_codes is not None:  # "" = the default place, run.dir/codes.npz
         from ldm_dis.training.export import export_from_trainer
 
-        path = export_from_trainer(trainer, export_codes)
+        path = export_from_trainer(trainer, export_codes or None)
         if accelerator.is_main_process:
             print(f"codes written to {path}")
     return trainer

@@ -151,6 +151,17 @@ class TinyLDMTask(TinyTask):
         self.net.load_state_dict(load_module_state(first_stage_path, "ema"))
 
 
+def weights_digest(trainer) -> str:
+    """sha256 of every module's state (what the subprocess tests compare across processes and runs)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, module in sorted(trainer.task.modules().items()):
+        for key, tensor in sorted(trainer.accelerator.unwrap_model(module).state_dict().items()):
+            digest.update(f"{name}.{key}".encode() + tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def make_task(cfg, dataset, **kwargs):
     """Factory registered as model.kind=tiny; env variables let subprocess tests inject failures."""
     for key in ("nan_at_step", "hang_at_step"):
