@@ -1,0 +1,170 @@
+"""The two training tasks, driven by the real Trainer on tiny networks (CPU accelerator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from omegaconf import OmegaConf
+
+from ldm_dis.bottlenecks.base import Bottleneck, BottleneckOutput
+from ldm_dis.config.schema import Config
+from ldm_dis.data import build_dataset
+from ldm_dis.errors import UserInputError
+from ldm_dis.training.checkpoint import MODEL_FILE, list_checkpoints
+from ldm_dis.training.ldm_task import LDMTask
+from ldm_dis.training.trainer import Trainer
+from ldm_dis.training.vqgan_task import VQGANTask
+
+TINY = {
+    "data": {"name": "synth-shapes3d", "resolution": 16, "subset": 24, "num_workers": 0},
+    "model": {
+        "first_stage": {"n_embed": 16, "base_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
+                        "disc_layers": 2, "batch_size": 4},
+        "encoder": {"num_units": 3, "unit_dim": 8, "stem_channels": 8, "channels": [16, 16], "hidden": 16, "unit_mlp": [8, 8]},
+        "unet": {"base_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_downsample": [1],
+                 "num_heads": 4, "dropout": 0.0},
+        "diffusion": {"sample_steps": 2},
+        "bottleneck": {"kind": "none"},
+    },
+    "train": {"batch_size": 4, "max_steps": 2, "epoch_steps": 1, "log_every": 1, "ckpt_every": 2, "sample_every": 0},
+}
+
+
+def tiny_cfg(run_dir: Path, **model):
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), TINY, {"run": {"dir": str(run_dir)}}, {"model": model})
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return build_dataset(OmegaConf.to_container(OmegaConf.create(TINY["data"])))
+
+
+@pytest.fixture(scope="module")
+def first_stage_file(tmp_path_factory, dataset):
+    """A VQ-GAN trained 2 steps by the real trainer; its checkpoint's model.safetensors."""
+    run = tmp_path_factory.mktemp("vq")
+    cfg = tiny_cfg(run, kind="vqgan")
+    torch.manual_seed(0)
+    task = VQGANTask(cfg, dataset)
+    before = task.first_stage.vq.encoder.conv_in.weight.detach().clone()
+    trainer = Trainer(cfg, task, dataset, Accelerator(cpu=True))
+    trainer.fit()
+    assert not torch.equal(before, task.first_stage.vq.encoder.conv_in.weight)
+    log = (run / "log.jsonl").read_text() if (run / "log.jsonl").exists() else ""
+    (step, folder), = list_checkpoints(run)[-1:]
+    return folder / MODEL_FILE, task, log
+
+
+def test_vqgan_task_trains_logs_and_reconstructs(first_stage_file, dataset):
+    _, task, log = first_stage_file
+    images = torch.stack([dataset[i][0] for i in range(4)])
+    losses = task.training_step(images, None, step=5, accelerator=task.accelerator)
+    assert {"l1", "codebook", "g", "d_weight", "disc", "mse", "psnr"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    pics = task.sample_images(images, torch.Generator().manual_seed(0))
+    assert pics.shape == (8, 3, 16, 16) and torch.equal(pics[:4], images)
+    assert task.encode(images).shape == (4, 3, 8, 8)
+
+
+def test_ldm_task_trains_encodes_and_samples(first_stage_file, dataset, tmp_path):
+    path, _, _ = first_stage_file
+    cfg = tiny_cfg(tmp_path)
+    torch.manual_seed(0)
+    task = LDMTask(cfg, dataset, first_stage_path=path)
+    assert not bool(task.first_stage.latent_scale_set)
+    # zero-initialised output layers: in 2 steps only the U-Net's last conv is sure to move
+    ema_before = task.ema_unet.shadow.out[-1].weight.clone()
+    Trainer(cfg, task, dataset, Accelerator(cpu=True)).fit()
+    assert bool(task.first_stage.latent_scale_set) and task.first_stage.latent_scale.item() != 1.0
+    assert not any(p.requires_grad for p in task.first_stage.parameters())
+    assert not torch.equal(ema_before, task.ema_unet.shadow.out[-1].weight)
+    images = torch.stack([dataset[i][0] for i in range(3)])
+    units = task.encode(images)
+    assert units.shape == (3, 3, 8)
+    pics = task.sample_images(images, torch.Generator().manual_seed(0))
+    assert pics.shape == (6, 3, 16, 16)
+    again = task.sample_images(images, torch.Generator().manual_seed(0))
+    assert torch.equal(pics, again)  # x_T from the generator, eta = 0
+    # the checkpoint carries the latent scale
+    (_, folder), = list_checkpoints(tmp_path)[-1:]
+    from safetensors.torch import load_file
+
+    saved = load_file(str(folder / MODEL_FILE))
+    assert saved["first_stage.latent_scale"].item() == pytest.approx(task.first_stage.latent_scale.item())
+
+
+def test_ldm_task_first_stage_errors(first_stage_file, dataset, tmp_path):
+    path, _, _ = first_stage_file
+    with pytest.raises(UserInputError, match="does not exist"):
+        LDMTask(tiny_cfg(tmp_path), dataset, first_stage_path=tmp_path / "none.safetensors")
+    cfg = tiny_cfg(tmp_path, first_stage={"n_embed": 32})
+    with pytest.raises(UserInputError, match=r"quantize\.embedding\.weight: file \(16, 3\) vs model \(32, 3\)"):
+        LDMTask(cfg, dataset, first_stage_path=path)
+    with pytest.raises(UserInputError, match="first_stage.checkpoint"):
+        LDMTask(tiny_cfg(tmp_path), dataset)
+
+
+class FittedAnchors(Bottleneck):
+    """Test double of DyGA's contract: aligns tokens to fitted anchors held in fixed-shape buffers."""
+
+    acts_on = "tokens"
+
+    def __init__(self, n, d):
+        super().__init__()
+        self.register_buffer("anchors", torch.zeros(n, d))
+        self.register_buffer("num_anchors", torch.zeros(n, dtype=torch.long))
+        self.fitted_with, self.saved_to = None, None
+
+    def forward(self, x):
+        return BottleneckOutput(x + 0.1 * (self.anchors - x))
+
+    def should_fit(self, epoch):
+        return epoch % 1 == 0
+
+    def fit(self, features):
+        self.fitted_with = features
+        self.anchors.copy_(torch.from_numpy(features.mean(0)))
+        self.num_anchors.fill_(2)
+
+    def save_fit(self, path):
+        self.saved_to = Path(path)
+
+
+def test_epoch_end_fits_the_bottleneck_on_pre_bottleneck_tokens(first_stage_file, dataset, tmp_path):
+    path, _, _ = first_stage_file
+    cfg = tiny_cfg(tmp_path)
+    task = LDMTask(cfg, dataset, first_stage_path=path)
+    task.bottleneck = FittedAnchors(3, 8)
+    trainer = Trainer(cfg, task, dataset, Accelerator(cpu=True))
+    out = task.on_epoch_end(0, trainer)
+    b = task.bottleneck
+    assert b.fitted_with.shape == (len(dataset), 3, 8) and b.fitted_with.dtype == np.float32
+    # the features are the current extractor's tokens before the bottleneck, in eval mode
+    task.feature_extractor.eval()
+    with torch.no_grad():
+        expect = task.feature_extractor(torch.stack([dataset[i][0] for i in range(2)]))
+    np.testing.assert_allclose(b.fitted_with[:2], expect.numpy(), rtol=1e-4, atol=1e-5)
+    assert b.saved_to == tmp_path / "dyga" / "fit_epoch0"
+    assert out == {"dyga/k_unit0": 2.0, "dyga/k_unit1": 2.0, "dyga/k_unit2": 2.0}
+
+
+def test_factorq_discriminator_has_its_own_optimizer(first_stage_file, dataset, tmp_path):
+    path, _, _ = first_stage_file
+    cfg = tiny_cfg(tmp_path, bottleneck={"kind": "factorq", "factorq": {"codebook_size": 4, "disc_hidden": 8, "disc_layers": 2}})
+    torch.manual_seed(0)
+    task = LDMTask(cfg, dataset, first_stage_path=path)
+    disc = {id(p) for p in task.bottleneck.discriminator_parameters()}
+    assert disc and not disc & {id(p) for g in task.optimizer.param_groups for p in g["params"]}
+    acc = Accelerator(cpu=True)
+    task.prepare(acc)
+    before = [p.detach().clone() for p in task.bottleneck.discriminator_parameters()]
+    images = torch.stack([dataset[i][0] for i in range(4)])
+    losses = task.training_step(images, None, 0, acc)
+    assert {"diffusion", "kl", "tc", "tc_disc"} <= set(losses)
+    assert any(not torch.equal(a, b) for a, b in zip(before, task.bottleneck.discriminator_parameters()))
+    assert set(task.optimizers()) == {"ldm", "bottleneck_disc"}
