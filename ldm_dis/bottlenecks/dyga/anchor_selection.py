@@ -145,3 +145,14 @@ def select_anchors(
         "filtered": k_before_filter - result.n_components_,
     }
     return result
+
+
+def fit_unit(features: np.ndarray, options: dict, seed: int):
+    """Anchors of one unit in normalized units, as the bottleneck stores them.
+
+    features (n, D). Returns (center (D,), scale, mixture) where the mixture (an HDDC) describes
+    ``(features - center) / scale``. A top-level function so that worker processes can run it.
+    """
+    center, scale = feature_normalization(features)
+    model = select_anchors(features, seed=seed, **options)
+    return center, scale, model.transformed(1.0 / scale, -center / scale)

@@ -1,0 +1,241 @@
+"""DyGA as a bottleneck: per-unit anchors (fitted every r epochs) and feature alignment on the tokens.
+
+The trainer's side (the LDM task):
+
+    bn = DyGABottleneck(cfg.model.bottleneck.dyga, num_units=N, unit_dim=D)
+    out = bn(tokens)                      # (B, N, D) -> BottleneckOutput(aligned tokens); identity until fitted
+    if bn.should_fit(epochs_done):        # epochs_done = 1 after the first epoch
+        feats = ...                       # (n, N, D) tokens of the training set, model in eval mode,
+                                          # gathered from all processes
+        if rank == 0:
+            log = bn.fit(feats)           # {"dyga/K_unit00": ..., "dyga/fit_seconds": ...}
+            bn.save_fit(run_dir / "dyga" / f"fit_{bn.num_fits:04d}")   # .npz + .json
+        for buf in bn.buffers():          # every piece of state is a fixed-shape buffer
+            torch.distributed.broadcast(buf, src=0)
+
+All state lives in buffers padded to k_max (so it is in every safetensors checkpoint and resume
+continues with the same anchors). Absent components have weight 0, mean 0, unit variances and identity
+eigenvectors, so the density stays finite and the weight alone removes them.
+
+Eval mode aligns with the most responsible anchor instead of a Gumbel draw: the U-Net was trained on
+aligned conditions, so pictures and metrics keep that input distribution, and they stay deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from ldm_dis.bottlenecks.base import Bottleneck, BottleneckOutput
+from ldm_dis.bottlenecks.dyga.alignment import align_features
+from ldm_dis.bottlenecks.dyga.anchor_selection import fit_unit
+from ldm_dis.bottlenecks.dyga.hddc import HDDC
+
+
+def _fit_unit_in_worker(args):
+    """One unit, with one BLAS thread: the products are small (n x D x d), so threads mostly spin;
+    parallelism comes from fitting units in ``num_workers`` processes instead."""
+    features, options, seed = args
+    with threadpool_limits(1):
+        return fit_unit(features, options, seed)
+
+
+def _worker_context():
+    """Processes that never inherit CUDA or OpenMP state (forking the trainer is unsafe).
+
+    A forkserver imports the fitting code once and forks each later worker from that clean process, so
+    only the first fit pays the imports; where there is none (Windows), spawn.
+    """
+    if "forkserver" not in get_all_start_methods():
+        return get_context("spawn")
+    ctx = get_context("forkserver")
+    ctx.set_forkserver_preload(["ldm_dis.bottlenecks.dyga.bottleneck"])
+    return ctx
+
+
+class DyGABottleneck(Bottleneck):
+    """Dynamic Gaussian Anchoring on N tokens of D values (SPEC 2.5).
+
+    Buffers (N units, K = cfg.k_max, D): center (N, D), scale (N,): feature normalization of the last
+    fitted set; means (N, K, D), variances (N, K, D) (structured spectrum a_1..a_d, b..b), eigenvectors
+    (N, K, D, D), intrinsic_dims (N, K), weights (N, K): each unit's HDDC in normalized units;
+    num_fits (): how many fits have run (0 = not fitted, no alignment).
+    """
+
+    acts_on = "tokens"
+
+    def __init__(self, cfg, num_units: int, unit_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.num_units = num_units
+        self.unit_dim = unit_dim
+        n, k, d = num_units, cfg.k_max, unit_dim
+        self.register_buffer("center", torch.zeros(n, d))
+        self.register_buffer("scale", torch.ones(n))
+        self.register_buffer("means", torch.zeros(n, k, d))
+        self.register_buffer("variances", torch.ones(n, k, d))
+        self.register_buffer("eigenvectors", torch.eye(d).expand(n, k, d, d).clone())
+        self.register_buffer("intrinsic_dims", torch.zeros(n, k, dtype=torch.long))
+        self.register_buffer("weights", torch.zeros(n, k))
+        self.register_buffer("num_fits", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------------------------ schedule
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.num_fits.item() > 0)
+
+    def should_fit(self, epoch: int) -> bool:
+        """True after every ``fit_every_epochs`` epochs; ``epoch`` counts completed epochs (1, 2, ...)."""
+        r = self.cfg.fit_every_epochs
+        return epoch >= 1 and epoch % r == 0
+
+    @property
+    def num_components(self) -> torch.Tensor:
+        """K per unit (N,)."""
+        return (self.weights > 0).sum(1)
+
+    # ------------------------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> BottleneckOutput:
+        """x: tokens (B, N, D) -> aligned tokens (B, N, D); unchanged before the first fit."""
+        if not self.is_fitted:
+            return BottleneckOutput(x)
+        # float32 whatever the autocast: Mahalanobis distances lose too much in half precision
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            aligned = align_features(
+                x.float(), self.center, self.scale, self.means, self.variances, self.eigenvectors,
+                self.weights, tau=self.cfg.tau, lam=self.cfg.lam, stochastic=self.training,
+            )
+        return BottleneckOutput(aligned.to(x.dtype))
+
+    # ---------------------------------------------------------------------------------------- fit
+    def _options(self) -> dict:
+        c = self.cfg
+        return dict(
+            k_init=c.k_init, k_max=c.k_max, phi=c.phi, psi=c.psi, random_split_prob=c.random_split_prob,
+            max_split_rounds=c.max_split_rounds, min_count=c.min_count, em_iters=c.em_iters, tol=c.tol,
+            dim_threshold=c.dim_threshold,
+        )
+
+    def fit(self, features: np.ndarray) -> Dict[str, float]:
+        """Select anchors for every unit from features (n, N, D) collected in eval mode.
+
+        At most ``max_samples`` rows (a seeded subsample) are used; units are fitted in ``num_workers``
+        processes. Fills the buffers and returns numbers to log (K per unit, seconds).
+        """
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 3 or features.shape[1:] != (self.num_units, self.unit_dim):
+            raise ValueError(f"features must be (n, {self.num_units}, {self.unit_dim}), got {features.shape}")
+        start = time.perf_counter()
+        fit_index = int(self.num_fits.item())
+        seeds = np.random.SeedSequence([self.cfg.seed, fit_index])
+        sub_seed, *unit_seeds = seeds.generate_state(self.num_units + 1)
+        if len(features) > self.cfg.max_samples:
+            rows = np.random.default_rng(sub_seed).choice(len(features), self.cfg.max_samples, replace=False)
+            features = features[np.sort(rows)]
+
+        workers = max(1, min(self.cfg.num_workers, self.num_units))
+        jobs = [(features[:, i], self._options(), int(unit_seeds[i])) for i in range(self.num_units)]
+        if workers == 1:
+            results = [_fit_unit_in_worker(job) for job in jobs]
+        else:
+            with ProcessPoolExecutor(workers, mp_context=_worker_context()) as pool:
+                results = list(pool.map(_fit_unit_in_worker, jobs))
+        self._store(results)
+        self.num_fits += 1
+
+        log = {f"dyga/K_unit{i:02d}": float(m.n_components_) for i, (_, _, m) in enumerate(results)}
+        log["dyga/K_mean"] = float(np.mean([m.n_components_ for _, _, m in results]))
+        log["dyga/fit_seconds"] = time.perf_counter() - start
+        log["dyga/fit_index"] = float(fit_index + 1)
+        return log
+
+    @torch.no_grad()
+    def _store(self, results: List) -> None:
+        n, k_max, d = self.means.shape
+        means = np.zeros((n, k_max, d))
+        variances = np.ones((n, k_max, d))
+        eigenvectors = np.broadcast_to(np.eye(d), (n, k_max, d, d)).copy()
+        dims = np.zeros((n, k_max), dtype=np.int64)
+        weights = np.zeros((n, k_max))
+        for i, (_, _, m) in enumerate(results):
+            k = m.n_components_
+            means[i, :k] = m.means_
+            variances[i, :k] = m.variances_
+            eigenvectors[i, :k] = m.eigenvectors_
+            dims[i, :k] = m.intrinsic_dims_
+            weights[i, :k] = m.weights_
+        centers = np.stack([c for c, _, _ in results])
+        scales = np.array([s for _, s, _ in results])
+        for buf, value in ((self.center, centers), (self.scale, scales), (self.means, means),
+                           (self.variances, variances), (self.eigenvectors, eigenvectors),
+                           (self.intrinsic_dims, dims), (self.weights, weights)):
+            buf.copy_(torch.as_tensor(value, dtype=buf.dtype))
+
+    # ---------------------------------------------------------------------------------- inspection
+    def unit_mixture(self, unit: int) -> HDDC:
+        """Unit ``unit``'s mixture as an HDDC in feature units (rebuilt from the buffers)."""
+        if not self.is_fitted:
+            raise RuntimeError("DyGA has not been fitted yet")
+        keep = (self.weights[unit] > 0).cpu().numpy()
+        z = HDDC(int(keep.sum()), dim_threshold=self.cfg.dim_threshold)
+        as_np = lambda t: t[unit].detach().cpu().double().numpy()[keep]  # noqa: E731
+        z.means_, z.variances_, z.eigenvectors_ = as_np(self.means), as_np(self.variances), as_np(self.eigenvectors)
+        z.weights_ = as_np(self.weights)
+        z.intrinsic_dims_ = self.intrinsic_dims[unit].cpu().numpy()[keep]
+        z.noise_variances_ = z.variances_[:, -1].copy()
+        z.eigenvalues_ = z.variances_.copy()  # the scatter spectrum is not kept; the model's is
+        scale = float(self.scale[unit])
+        return z.transformed(scale, self.center[unit].detach().cpu().double().numpy())
+
+    def save_fit(self, path) -> None:
+        """Write the current anchors to ``path``.npz (arrays) and ``path``.json (summary), feature units.
+
+        npz: means (N, K, D), variances (N, K, D), eigenvectors (N, K, D, D), covariances (N, K, D, D),
+        intrinsic_dims (N, K), weights (N, K) (0 marks padding), num_components (N,), center (N, D),
+        scale (N,), fit_index ().
+        """
+        path = Path(path)
+        if path.suffix in (".npz", ".json"):
+            path = path.with_suffix("")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        s2 = (self.scale**2)[:, None, None]
+        means = self.center[:, None, :] + self.scale[:, None, None] * self.means
+        variances = self.variances * s2
+        q = self.eigenvectors
+        covariances = torch.einsum("nkij,nkj,nklj->nkil", q, variances, q)
+        arrays = {
+            "means": means, "variances": variances, "eigenvectors": q, "covariances": covariances,
+            "intrinsic_dims": self.intrinsic_dims, "weights": self.weights,
+            "num_components": self.num_components, "center": self.center, "scale": self.scale,
+            "fit_index": self.num_fits,
+        }
+        np.savez(path.with_suffix(".npz"), **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
+        counts = self.num_components.tolist()
+        summary = {
+            "fit_index": int(self.num_fits.item()),
+            "num_units": self.num_units,
+            "unit_dim": self.unit_dim,
+            "k_max": int(self.cfg.k_max),
+            "num_components": counts,
+            "units": [
+                {
+                    "unit": i,
+                    "K": counts[i],
+                    "weights": [round(float(w), 6) for w in self.weights[i, : counts[i]]],
+                    "intrinsic_dims": self.intrinsic_dims[i, : counts[i]].tolist(),
+                }
+                for i in range(self.num_units)
+            ],
+        }
+        path.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+
+    def extra_repr(self) -> str:
+        return f"num_units={self.num_units}, unit_dim={self.unit_dim}, k_max={self.cfg.k_max}"
