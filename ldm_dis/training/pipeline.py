@@ -15,7 +15,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from omegaconf import OmegaConf
+
 from ldm_dis.config.loading import config_to_dict
+from ldm_dis.config.schema import TrainConfig
 from ldm_dis.training.checkpoint import MODEL_FILE, CheckpointError, list_checkpoints, task_kwargs
 from ldm_dis.training.rng import seed_everything
 from ldm_dis.training.trainer import Trainer, make_accelerator
@@ -52,13 +55,15 @@ def first_stage_config(cfg):
     fs_cfg.run.dir = str(cache / key)
     fs_cfg.run.name = f"first_stage-{key}"
     fs_cfg.model.kind = "vqgan"
-    fs_cfg.train.max_steps = stage.max_steps
-    fs_cfg.train.batch_size = stage.batch_size
-    fs_cfg.train.log_every = stage.log_every
-    fs_cfg.train.ckpt_every = stage.ckpt_every
-    fs_cfg.train.sample_every = stage.ckpt_every
-    fs_cfg.train.epoch_steps = None
-    fs_cfg.train.seed = FIRST_STAGE_SEED
+    # the train section is rebuilt from model.first_stage alone (the LDM's lr, EMA... must not leak into
+    # the cache); only choices about the hardware are carried over
+    train = cfg.train
+    fs_cfg.train = OmegaConf.structured(TrainConfig(
+        max_steps=stage.max_steps, batch_size=stage.batch_size, log_every=stage.log_every,
+        ckpt_every=stage.ckpt_every, sample_every=stage.ckpt_every, seed=FIRST_STAGE_SEED,
+        keep_last=train.keep_last, num_sample_images=train.num_sample_images,
+        mixed_precision=train.mixed_precision, channels_last=train.channels_last, compile=train.compile,
+    ))
     return fs_cfg
 
 
