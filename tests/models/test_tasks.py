@@ -168,3 +168,22 @@ def test_factorq_discriminator_has_its_own_optimizer(first_stage_file, dataset, 
     assert {"diffusion", "kl", "tc", "tc_disc"} <= set(losses)
     assert any(not torch.equal(a, b) for a, b in zip(before, task.bottleneck.discriminator_parameters()))
     assert set(task.optimizers()) == {"ldm", "bottleneck_disc"}
+
+
+def test_dyga_fits_at_epoch_end_through_the_trainer(first_stage_file, dataset, tmp_path):
+    path, _, _ = first_stage_file
+    dyga = {"k_init": 2, "k_max": 3, "em_iters": 5, "max_split_rounds": 1, "min_count": 2.0, "num_workers": 1,
+            "max_samples": 24}
+    cfg = tiny_cfg(tmp_path, bottleneck={"kind": "dyga", "dyga": dyga})
+    torch.manual_seed(0)
+    task = LDMTask(cfg, dataset, first_stage_path=path)
+    trainer = Trainer(cfg, task, dataset, Accelerator(cpu=True))
+    trainer.fit()  # 2 steps, epochs of 1 step: epochs 0 and 1 end
+    expected = [e for e in (0, 1) if task.bottleneck.should_fit(e)]
+    assert expected and task.bottleneck.num_fits.item() == len(expected)
+    for e in expected:
+        assert (tmp_path / "dyga" / f"fit_epoch{e}.npz").exists()
+    assert '"dyga/K_unit00"' in (tmp_path / "log.jsonl").read_text()  # K per unit in the run log
+    assert (task.bottleneck.weights > 0).sum(1).min() >= 1  # every unit has an anchor
+    units = task.encode(torch.stack([dataset[i][0] for i in range(2)]))
+    assert units.shape == (2, 3, 8) and torch.isfinite(units).all()
