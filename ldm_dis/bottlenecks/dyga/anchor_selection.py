@@ -9,7 +9,8 @@
    shared by the child posterior, and one EM update refreshes the mixture. Rounds repeat until no
    Gaussian qualifies, K reaches ``k_max`` or ``max_split_rounds`` rounds have run.
 3. Filter: Gaussians whose soft count is below ``min_count`` are dropped; EM refits the rest (again
-   if the refit leaves a Gaussian below the minimum).
+   if the refit leaves a Gaussian below the minimum) on the points they explain, so that the few
+   members of a dropped Gaussian do not drag a kept one toward them.
 
 The anchors are the means of the final mixture. All random choices come from ``seed``.
 """
@@ -24,15 +25,17 @@ from ldm_dis.bottlenecks.dyga.hddc import HDDC
 
 
 def feature_normalization(features: np.ndarray) -> Tuple[np.ndarray, float]:
-    """Per-unit statistics of the fitted set: center (D,) = mean, scale = RMS distance to the mean.
+    """Per-unit statistics of the fitted set: center (D,), the coordinate-wise median, and scale, the
+    median distance to it.
 
     One scalar scale keeps the geometry (distances, subspaces) and makes densities comparable across
-    units and training time: the whole set has a mean radius just under 1, so ``psi = 0.5`` means "a
-    cluster spread over more than half the unit's range". Constant features get scale 1.
+    units and training time: half the set lies within radius 1, so ``psi = 0.5`` means "a cluster
+    spread over more than half the unit's typical radius". Medians, so a few far outliers cannot
+    shrink every density below ``psi`` (an RMS or min-max scale would). A degenerate set gets scale 1.
     """
     features = np.asarray(features, dtype=np.float64)
-    center = features.mean(0)
-    scale = float(np.sqrt(((features - center) ** 2).sum(1).mean()))
+    center = np.median(features, axis=0)
+    scale = float(np.median(np.linalg.norm(features - center, axis=1)))
     return center, (scale if scale > 0 else 1.0)
 
 
@@ -126,6 +129,7 @@ def select_anchors(
     # 3. filter small Gaussians, refit; repeat while the refit leaves one below the minimum
     k_before_filter = resp.shape[1]
     refit_needed = any(splits_per_round)  # the split rounds ran single EM updates only
+    rows = np.arange(len(Z))  # the points the mixture is fitted on
     while True:
         counts = resp.sum(0)
         keep = counts >= min_count
@@ -133,9 +137,13 @@ def select_anchors(
             keep = counts == counts.max()  # never drop everything: keep the largest
         if keep.all() and not refit_needed:
             break
-        resp = _softmax_rows(model.weighted_log_prob(Z)[:, keep])
+        # Points mostly explained by dropped Gaussians leave the refit: EM would hand them to a kept
+        # Gaussian and drag its mean and covariance toward a few outliers.
+        explained = resp[:, keep].sum(1) >= 0.5
+        rows = rows[explained]
+        resp = _softmax_rows(model.weighted_log_prob(Z[rows])[:, keep])
         model = hddc(int(keep.sum()))
-        resp = model.fit_predict_proba(Z, init_resp=resp)
+        resp = model.fit_predict_proba(Z[rows], init_resp=resp)
         refit_needed = False  # K strictly decreases on every further pass, so this loop ends
 
     result = model.transformed(scale, center)
@@ -143,6 +151,7 @@ def select_anchors(
         "splits_per_round": splits_per_round,
         "k_before_filter": k_before_filter,
         "filtered": k_before_filter - result.n_components_,
+        "points_left_out": len(Z) - len(rows),
     }
     return result
 

@@ -4,12 +4,12 @@ The trainer's side (the LDM task):
 
     bn = DyGABottleneck(cfg.model.bottleneck.dyga, num_units=N, unit_dim=D)
     out = bn(tokens)                      # (B, N, D) -> BottleneckOutput(aligned tokens); identity until fitted
-    if bn.should_fit(epochs_done):        # epochs_done = 1 after the first epoch
+    if bn.should_fit(epoch):              # epoch: 0-based index of the epoch that just ended
         feats = ...                       # (n, N, D) tokens of the training set, model in eval mode,
                                           # gathered from all processes
         if rank == 0:
             log = bn.fit(feats)           # {"dyga/K_unit00": ..., "dyga/fit_seconds": ...}
-            bn.save_fit(run_dir / "dyga" / f"fit_{bn.num_fits:04d}")   # .npz + .json
+            bn.save_fit(run_dir / "dyga" / f"fit_epoch{epoch}")     # .npz + .json
         for buf in bn.buffers():          # every piece of state is a fixed-shape buffer
             torch.distributed.broadcast(buf, src=0)
 
@@ -93,12 +93,12 @@ class DyGABottleneck(Bottleneck):
         return bool(self.num_fits.item() > 0)
 
     def should_fit(self, epoch: int) -> bool:
-        """True after every ``fit_every_epochs`` epochs; ``epoch`` counts completed epochs (1, 2, ...)."""
-        r = self.cfg.fit_every_epochs
-        return epoch >= 1 and epoch % r == 0
+        """True after every ``fit_every_epochs`` epochs. ``epoch`` is the 0-based index of the epoch that
+        just ended (the trainer's ``on_epoch_end`` argument): with r = 5, fits follow epochs 4, 9, ..."""
+        return (epoch + 1) % self.cfg.fit_every_epochs == 0
 
     @property
-    def num_components(self) -> torch.Tensor:
+    def num_anchors(self) -> torch.Tensor:
         """K per unit (N,)."""
         return (self.weights > 0).sum(1)
 
@@ -199,7 +199,7 @@ class DyGABottleneck(Bottleneck):
         """Write the current anchors to ``path``.npz (arrays) and ``path``.json (summary), feature units.
 
         npz: means (N, K, D), variances (N, K, D), eigenvectors (N, K, D, D), covariances (N, K, D, D),
-        intrinsic_dims (N, K), weights (N, K) (0 marks padding), num_components (N,), center (N, D),
+        intrinsic_dims (N, K), weights (N, K) (0 marks padding), num_anchors (N,), center (N, D),
         scale (N,), fit_index ().
         """
         path = Path(path)
@@ -214,17 +214,17 @@ class DyGABottleneck(Bottleneck):
         arrays = {
             "means": means, "variances": variances, "eigenvectors": q, "covariances": covariances,
             "intrinsic_dims": self.intrinsic_dims, "weights": self.weights,
-            "num_components": self.num_components, "center": self.center, "scale": self.scale,
+            "num_anchors": self.num_anchors, "center": self.center, "scale": self.scale,
             "fit_index": self.num_fits,
         }
         np.savez(path.with_suffix(".npz"), **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
-        counts = self.num_components.tolist()
+        counts = self.num_anchors.tolist()
         summary = {
             "fit_index": int(self.num_fits.item()),
             "num_units": self.num_units,
             "unit_dim": self.unit_dim,
             "k_max": int(self.cfg.k_max),
-            "num_components": counts,
+            "num_anchors": counts,
             "units": [
                 {
                     "unit": i,
