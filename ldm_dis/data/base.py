@@ -39,6 +39,7 @@ class GroundTruthDataset(Dataset):
         self.num_channels = int(num_channels)
         self.resolution = int(resolution)
         self.subset = None if subset is None else int(subset)
+        self._grid_size = int(np.prod(self.factor_sizes, dtype=np.int64))  # len() is called per item: compute once
 
     @classmethod
     def from_config(cls, data_cfg) -> "GroundTruthDataset":
@@ -58,7 +59,7 @@ class GroundTruthDataset(Dataset):
     @property
     def num_images(self) -> int:
         """Size of the full factor grid (``len`` may be smaller with ``subset``)."""
-        return int(np.prod(self.factor_sizes, dtype=np.int64))
+        return self._grid_size
 
     def index_of(self, factors: np.ndarray) -> np.ndarray:
         """Factor values ``(n, F)`` (or ``(F,)``) -> row-major indices int64 ``(n,)`` (or scalar)."""
@@ -98,7 +99,11 @@ class GroundTruthDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]):
         """A whole DataLoader batch at once (torch calls this when it exists): one vectorized read/render."""
-        idx = np.array([self._check_index(int(i)) for i in indices], dtype=np.int64)
+        idx = np.asarray(indices, dtype=np.int64)
+        n = len(self)
+        if len(idx) and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"indices out of range for {self.name} of length {n}")
+        idx = idx % n
         images = torch.from_numpy(self.images_at(idx))
         factors = torch.from_numpy(self.factors_of(idx))
         return list(zip(images.unbind(0), factors.unbind(0)))
@@ -110,16 +115,30 @@ class GroundTruthDataset(Dataset):
 
 def to_model_images(raw: np.ndarray, resolution: int, max_value: float = 255.0) -> np.ndarray:
     """Stored images ``(n, H, W, C)`` or ``(n, H, W)`` (0..max_value) -> float32 ``(n, C, R, R)`` in [-1, 1]."""
-    x = np.asarray(raw, dtype=np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(raw))
     if x.ndim == 3:
         x = x[..., None]
-    x = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) * np.float32(2.0 / max_value) - np.float32(1.0)
-    return resize_images(x, resolution)
+    # numpy owns the output: batches of torch-allocated tensors, unbound and collated in DataLoader
+    # workers, grew the workers' memory by a batch per step (torch 2.13); numpy-backed ones do not
+    out = np.empty((x.shape[0], x.shape[3], x.shape[1], x.shape[2]), dtype=np.float32)
+    t = torch.from_numpy(out)
+    t.copy_(x.permute(0, 3, 1, 2))  # converts and transposes in one pass
+    t.mul_(2.0 / max_value).sub_(1.0)
+    return resize_images(out, resolution)
 
 
 def resize_images(x: np.ndarray, resolution: int) -> np.ndarray:
-    """float ``(n, C, H, W)`` -> ``(n, C, R, R)``; antialiased bilinear (torch, no torchvision); no-op at size."""
-    if x.shape[-2:] == (resolution, resolution):
+    """float ``(n, C, H, W)`` -> ``(n, C, R, R)``; no-op at size.
+
+    Shrinking by an integer factor (64 -> 32, 128 -> 64) averages pixel blocks in numpy (area filter);
+    other sizes use torch's antialiased bilinear interpolation (no torchvision)."""
+    h, w = x.shape[-2:]
+    if (h, w) == (resolution, resolution):
         return x
+    if h == w and h % resolution == 0:
+        k = h // resolution
+        return x.reshape(x.shape[0], x.shape[1], resolution, k, resolution, k).mean(axis=(3, 5), dtype=np.float32)
     y = F.interpolate(torch.from_numpy(x), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-    return y.clamp_(-1.0, 1.0).numpy()
+    out = np.empty(tuple(y.shape), dtype=np.float32)  # numpy-owned, see to_model_images
+    torch.from_numpy(out).copy_(y.clamp_(-1.0, 1.0))
+    return out
