@@ -16,6 +16,8 @@ from typing import Sequence
 COMMANDS = {
     "data": "render, inspect and prepare ground-truth datasets",
     "sample": "draw latent traversals, swaps and interchange grids",
+    "attention": "cross-attention heat maps per latent unit",
+    "plot": "unit scatter and loss curves",
 }
 
 

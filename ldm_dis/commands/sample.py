@@ -29,6 +29,9 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
     sub = parser.add_subparsers(dest="sample_command", metavar="WHAT", required=True)
     _add_traverse(sub)
     _add_swap(sub)
+    from ldm_dis.commands.sample_ldm import add_ldm_parsers  # interchange, interpolate (LDM runs)
+
+    add_ldm_parsers(sub)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,73 @@
+"""Loss curves of a run from its ``run.dir/log.jsonl`` (:mod:`ldm_dis.training.run_log`; paper Fig. 7).
+
+Every numeric key the trainer logged (loss terms, learning rate, DyGA anchor counts, ...) against ``step``,
+one panel per key; keys that share a prefix before "/" (``dyga/k_unit0``, ``dyga/k_unit1``) share a panel.
+
+    save_loss_curves("curves.png", read_log("runs/quickstart"))
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+_NOT_CURVES = {"step", "time", "epoch"}  # bookkeeping fields of a record, not measurements
+
+
+def curves_from_records(records: Sequence[dict]) -> Dict[str, List[Tuple[str, np.ndarray, np.ndarray]]]:
+    """Records (dicts with ``step``) -> {panel: [(key, steps (m,), values (m,))]}, numeric values only;
+    None (a non-finite value in the log) is left out."""
+    series: Dict[str, Tuple[list, list]] = defaultdict(lambda: ([], []))
+    for record in records:
+        step = record.get("step")
+        for key, value in record.items():
+            if key in _NOT_CURVES or step is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            series[key][0].append(step)
+            series[key][1].append(float(value))
+    panels: Dict[str, list] = defaultdict(list)
+    for key in sorted(series):
+        steps, values = series[key]
+        panels[key.split("/", 1)[0]].append((key, np.asarray(steps), np.asarray(values)))
+    return dict(panels)
+
+
+def save_loss_curves(path: str | Path, records: Sequence[dict], title: Optional[str] = None) -> Path:
+    """Write the curves of ``records`` (from :func:`ldm_dis.training.run_log.read_log`); returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = curves_from_records(records)
+    if not panels:
+        raise ValueError("the run log holds no numeric values to plot")
+    cols = min(3, len(panels))
+    rows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows + (0.3 if title else 0)), squeeze=False)
+    for ax, (name, lines) in zip(axes.flat, panels.items()):
+        for key, steps, values in lines:
+            ax.plot(steps, values, lw=1, label=key.split("/", 1)[-1] if len(lines) > 1 else None)
+        positive = all((v > 0).all() for *_, v in lines)
+        spread = max(v.max() for *_, v in lines) / max(min(v.min() for *_, v in lines), 1e-12) if positive else 0
+        if positive and spread > 20:  # losses falling over decades read better on a log axis
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(fontsize=5, ncol=2)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.4)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,118 @@
+"""Every picture command writes a non-empty PNG from a tiny run folder made by the real pipeline (VQ-GAN first
+stage then LDM, two steps each at 16x16); the figure helpers on hand-made inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ldm_dis.cli import main
+from ldm_dis.config.loading import load_config
+from ldm_dis.viz.attention import scaled_maps
+from ldm_dis.viz.curves import curves_from_records
+from ldm_dis.viz.scatter import project_2d
+from ldm_dis.viz.unit_labels import best_units, unit_factor_nmi, unit_labels
+
+TINY_RUN = [
+    "data.name=synth-shapes3d", "data.resolution=16", "data.num_workers=0",
+    "model.first_stage.n_embed=16", "model.first_stage.channel_mult=[1,2]", "model.first_stage.num_res_blocks=1",
+    "model.first_stage.batch_size=4", "model.first_stage.max_steps=2", "model.first_stage.disc_channels=8",
+    "model.first_stage.disc_layers=1",
+    "model.encoder.num_units=3", "model.encoder.unit_dim=8", "model.encoder.stem_channels=8",
+    "model.encoder.channels=[8,8]", "model.encoder.hidden=16", "model.encoder.unit_mlp=[8]",
+    "model.unet.base_channels=32", "model.unet.channel_mult=[1,2]", "model.unet.num_res_blocks=1",
+    "model.unet.attention_downsample=[1,2]", "model.unet.num_heads=2", "model.bottleneck.kind=none",
+    "train.max_steps=2", "train.batch_size=4", "train.log_every=1", "train.ckpt_every=2", "train.sample_every=0",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from ldm_dis.training.pipeline import run_training
+
+    root = tmp_path_factory.mktemp("pictures")
+    cfg = load_config(None, [*TINY_RUN, f"run.dir={root / 'run'}", f"run.first_stage_cache={root / 'fs'}"])
+    run_training(cfg)
+    return root / "run"
+
+
+def _png(path):
+    assert path.is_file() and path.stat().st_size > 1000
+    with Image.open(path) as image:
+        image.verify()
+        return image.size
+
+
+@pytest.mark.parametrize("command, extra", [
+    (["sample", "interchange"], ["--pairs", "2", "--steps", "2", "--nmi-images", "64"]),
+    (["sample", "interpolate"], ["--pairs", "1", "--num", "3", "--steps", "2"]),
+    (["attention"], ["--images", "2", "--steps", "2", "--nmi-images", "64"]),
+    (["plot", "scatter"], ["--images", "64"]),
+    (["plot", "curves"], []),
+])
+def test_every_figure_command_writes_a_png(tiny_run, tmp_path, command, extra):
+    out = tmp_path / "figure.png"
+    assert main([*command, "--checkpoint", str(tiny_run), "--out", str(out), *extra]) == 0
+    _png(out)
+    if command == ["attention"]:  # the raw maps: (images, units, H, W), a distribution over units per pixel
+        maps = np.load(out.with_suffix(".npy"))
+        assert maps.shape == (2, 3, 16, 16) and maps.dtype == np.float32
+        np.testing.assert_allclose(maps.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_default_output_goes_to_the_run_folder(tiny_run):
+    assert main(["plot", "curves", "--checkpoint", str(tiny_run)]) == 0
+    _png(tiny_run / "pictures" / "curves.png")
+
+
+def test_missing_run_is_a_clear_error(tmp_path, capsys):
+    run = tmp_path / "missing"
+    assert main(["attention", "--checkpoint", str(run), "--steps", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_unit_labels_name_the_factor_a_unit_copies():
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 4, size=(600, 2))
+    noise = rng.normal(size=(600, 3, 2))
+    units = noise.copy()
+    units[:, 0, 0] += 5 * factors[:, 1]  # unit 0 carries factor 1
+    units[:, 2, 1] += 5 * factors[:, 0]  # unit 2 carries factor 0
+    nmi = unit_factor_nmi(units, factors)
+    assert nmi.shape == (2, 3)
+    assert list(best_units(nmi)) == [2, 0]
+    labels = unit_labels(nmi, ["colour", "shape"])
+    assert labels[0].startswith("shape ") and labels[2].startswith("colour ")
+    assert nmi[1, 0] > 0.8 and nmi[1, 1] < 0.2
+
+
+def test_scaled_maps_by_unit_and_by_row():
+    maps = np.zeros((1, 2, 2, 2))
+    maps[0, 0] = [[0.9, 0.7], [0.8, 0.6]]
+    maps[0, 1] = 1 - maps[0, 0]
+    by_unit = scaled_maps(maps, "unit")
+    assert by_unit.min() == 0 and np.allclose(by_unit.max(axis=(2, 3)), 1)
+    by_row = scaled_maps(maps, "row")
+    np.testing.assert_allclose(by_row, maps / 0.9)  # the weak unit stays dark
+
+
+def test_pca_projection_keeps_the_main_direction():
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=500)
+    features = np.stack([t, 2 * t, 0.01 * rng.normal(size=500), -t], axis=1)
+    xy, method = project_2d(features, method="pca")
+    assert method == "PCA" and xy.shape == (500, 2)
+    assert abs(np.corrcoef(xy[:, 0], t)[0, 1]) > 0.999
+    value, method = project_2d(t[:, None])
+    assert method == "value" and np.array_equal(value[:, 0], t)
+
+
+def test_curves_from_records_skips_bookkeeping_and_groups_prefixes():
+    records = [{"step": 10, "epoch": 0, "time": 1.0, "loss": 0.5, "dyga/k_unit0": 3.0, "dyga/k_unit1": 4.0},
+               {"step": 20, "epoch": 0, "time": 2.0, "loss": None, "note": "x"}]
+    panels = curves_from_records(records)
+    assert sorted(panels) == ["dyga", "loss"]
+    key, steps, values = panels["loss"][0]
+    assert key == "loss" and list(steps) == [10] and list(values) == [0.5]  # the None (non-finite) is left out
+    assert [k for k, *_ in panels["dyga"]] == ["dyga/k_unit0", "dyga/k_unit1"]
