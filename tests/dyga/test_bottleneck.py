@@ -1,0 +1,122 @@
+"""DyGABottleneck: identity until fitted, all state in fixed-shape buffers that survive state_dict and
+safetensors round trips exactly, inspectable fit files, and the same anchors from worker processes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+
+from ldm_dis.bottlenecks import build_bottleneck
+from ldm_dis.bottlenecks.dyga import DyGABottleneck
+from ldm_dis.config.schema import BottleneckConfig, DyGAConfig
+
+N_UNITS, DIM = 3, 8
+
+
+def _unit_features(clusters, n_per_cluster=150):
+    """(n, N, D): unit i has i + 2 clusters."""
+    units = []
+    for i in range(N_UNITS):
+        X, _, _ = clusters(i + 2, n_per_cluster * 6 // (i + 2), dim=DIM, intrinsic_dim=2, seed=20 + i)
+        units.append(X[:n_per_cluster * 3])
+    return np.stack(units, axis=1)
+
+
+def _fitted(clusters, **cfg):
+    bn = DyGABottleneck(DyGAConfig(num_workers=1, **cfg), N_UNITS, DIM)
+    log = bn.fit(_unit_features(clusters))
+    return bn, log
+
+
+def test_identity_before_the_first_fit_and_schedule():
+    bn = DyGABottleneck(DyGAConfig(fit_every_epochs=5), N_UNITS, DIM)
+    x = torch.randn(4, N_UNITS, DIM)
+    assert not bn.is_fitted and bn.acts_on == "tokens"
+    assert torch.equal(bn(x).value, x)
+    # epoch = 0-based index of the epoch that just ended: fits after epochs 5, 10, ... (indices 4, 9)
+    assert [e for e in range(12) if bn.should_fit(e)] == [4, 9]
+    assert [e for e in range(3) if DyGABottleneck(DyGAConfig(), 1, 2).should_fit(e)] == [0, 1, 2]
+
+
+def test_fit_fills_fixed_shape_buffers_and_logs_k(clusters):
+    bn = DyGABottleneck(DyGAConfig(num_workers=1, k_max=16), N_UNITS, DIM)
+    shapes = {name: b.shape for name, b in bn.named_buffers()}
+    log = bn.fit(_unit_features(clusters))
+    assert {name: b.shape for name, b in bn.named_buffers()} == shapes
+    assert bn.is_fitted and int(bn.num_fits) == 1
+    k = bn.num_anchors
+    assert [log[f"dyga/K_unit{i:02d}"] for i in range(N_UNITS)] == k.tolist()
+    assert torch.all((k >= 2) & (k <= 16))
+    for i in range(N_UNITS):  # padding: zero weight; fitted weights sum to 1
+        assert torch.all(bn.weights[i, k[i]:] == 0)
+        assert float(bn.weights[i].sum()) == pytest.approx(1.0, abs=1e-5)
+    x = torch.tensor(_unit_features(clusters)[:5], dtype=torch.float32)
+    out = bn(x).value
+    assert out.shape == x.shape and not torch.equal(out, x)
+    bn.eval()
+    assert torch.equal(bn(x).value, bn(x).value)  # eval: deterministic argmax anchor
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert bn(x.bfloat16()).value.dtype == torch.bfloat16
+
+
+def test_state_dict_and_safetensors_round_trip(clusters, tmp_path):
+    bn, _ = _fitted(clusters)
+    bn.eval()
+    x = torch.tensor(_unit_features(clusters)[:7], dtype=torch.float32)
+    expected = bn(x).value
+
+    fresh = DyGABottleneck(DyGAConfig(num_workers=1), N_UNITS, DIM).eval()
+    fresh.load_state_dict(bn.state_dict(), strict=True)
+    assert fresh.is_fitted
+    assert torch.equal(fresh(x).value, expected)
+
+    save_file(bn.state_dict(), tmp_path / "dyga.safetensors")
+    restored = DyGABottleneck(DyGAConfig(num_workers=1), N_UNITS, DIM).eval()
+    restored.load_state_dict(load_file(tmp_path / "dyga.safetensors"), strict=True)
+    for name, buf in bn.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], buf), name
+    assert torch.equal(restored(x).value, expected)
+
+
+def test_save_fit_writes_inspectable_files(clusters, tmp_path):
+    bn, _ = _fitted(clusters)
+    bn.save_fit(tmp_path / "dyga" / "fit_epoch0")
+    arrays = np.load(tmp_path / "dyga" / "fit_epoch0.npz")
+    summary = json.loads((tmp_path / "dyga" / "fit_epoch0.json").read_text())
+    k = bn.num_anchors.tolist()
+    assert summary["num_anchors"] == k == arrays["num_anchors"].tolist()
+    assert [u["K"] for u in summary["units"]] == k
+    assert arrays["means"].shape == (N_UNITS, bn.cfg.k_max, DIM)
+    assert arrays["covariances"].shape == (N_UNITS, bn.cfg.k_max, DIM, DIM)
+    for i in range(N_UNITS):  # feature units: the same mixture as the buffers describe
+        mixture = bn.unit_mixture(i)
+        np.testing.assert_allclose(arrays["means"][i, : k[i]], mixture.means_, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(arrays["covariances"][i, : k[i]], mixture.covariances_, rtol=1e-4, atol=1e-6)
+
+
+def test_anchors_sit_on_the_clusters(clusters):
+    bn, _ = _fitted(clusters, random_split_prob=0.0)
+    for i in range(N_UNITS):
+        _, _, centers = clusters(i + 2, 900 // (i + 2), dim=DIM, intrinsic_dim=2, seed=20 + i)
+        anchors = bn.unit_mixture(i).means_
+        assert np.linalg.norm(centers[:, None] - anchors[None], axis=2).min(1).max() < 1.0
+
+
+def test_built_from_the_registry():
+    cfg = OmegaConf.structured(BottleneckConfig(kind="dyga"))
+    bn = build_bottleneck(cfg, num_units=N_UNITS, unit_dim=DIM)
+    assert isinstance(bn, DyGABottleneck) and bn.means.shape == (N_UNITS, 32, DIM)
+
+
+@pytest.mark.slow  # the workers' first start imports torch and scikit-learn: ~25 s on 2 shared cores
+def test_worker_processes_give_the_same_anchors(clusters):
+    feats = _unit_features(clusters)
+    serial = DyGABottleneck(DyGAConfig(num_workers=1), N_UNITS, DIM)
+    parallel = DyGABottleneck(DyGAConfig(num_workers=2), N_UNITS, DIM)
+    serial.fit(feats)
+    parallel.fit(feats)
+    for name, buf in serial.state_dict().items():
+        assert torch.equal(parallel.state_dict()[name], buf), name
