@@ -113,12 +113,14 @@ class Trainer:
                                images_per_s=round(speed, 2))
                 bar.set_postfix({**{k: f"{v:.4g}" for k, v in means.items()}, "img/s": f"{speed:.1f}"})
                 sums, count, since = defaultdict(float), 0, time.perf_counter()
+            hooks_started = time.perf_counter()
             if self.step % self.steps_per_epoch == 0:
                 self._end_epoch(self.epoch - 1)
             if train.sample_every and (self.step % train.sample_every == 0 or last):
                 self.save_samples(sample_batch)
             if self.step % train.ckpt_every == 0 or last:
                 self.save()
+            since += time.perf_counter() - hooks_started  # images/s measures training steps only
         bar.close()
         self.log.close()
 
