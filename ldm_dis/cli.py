@@ -15,6 +15,8 @@ from typing import Sequence
 # name -> one-line help; order is the order of `ldm-dis --help`
 COMMANDS = {
     "data": "render, inspect and prepare ground-truth datasets",
+    "train": "train a model (VQ-GAN, latent diffusion, or a VAE baseline)",
+    "export": "write the codes of a trained run for the whole dataset (.npz for evaluate)",
     "sample": "draw latent traversals, swaps and interchange grids",
     "attention": "cross-attention heat maps per latent unit",
     "plot": "unit scatter and loss curves",
