@@ -1,0 +1,96 @@
+"""Precomputed codes with their factor values, usable wherever a dataset + representation_fn is.
+
+Built from an ``.npz`` export (``codes`` (n, d) or (n, N, D), ``factors`` (n, F) int, optional
+``factor_names``). Sampling metrics draw factor values and look up the rows that have them:
+- a full row-major export (every combination present) is sampled exactly like the dataset:
+  uniform factor values, any combination found; FactorVAE's fixed-factor batches are built as
+  from the dataset;
+- a partial export (a random sample of images) is sampled by rows: ``sample_factors`` draws
+  existing rows uniformly, and a FactorVAE batch draws its rows among those that share the fixed
+  factor's value.
+Vector units are reduced to scalars once, by a per-unit PCA fitted on the whole table. When several
+rows share one combination, the first is used.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ldm_dis.errors import UserInputError
+from ldm_dis.metrics.units import scalar_codes
+
+
+class CodeTable:
+    """Codes (n, d) indexed by factor values (n, F); factor values are relabeled to 0..k-1."""
+
+    def __init__(self, codes: np.ndarray, factors: np.ndarray, factor_names: Optional[Sequence[str]] = None):
+        codes, factors = np.asarray(codes), np.asarray(factors)
+        if codes.ndim not in (2, 3) or factors.ndim != 2 or len(codes) != len(factors):
+            raise UserInputError(
+                f"codes must be (n, d) or (n, N, D) and factors (n, F) with the same n; "
+                f"got codes {codes.shape} and factors {factors.shape}"
+            )
+        (self.codes,) = scalar_codes(codes)
+        self.factor_values = [np.unique(factors[:, j]) for j in range(factors.shape[1])]
+        self.factors = np.stack(
+            [np.searchsorted(vals, factors[:, j]) for j, vals in enumerate(self.factor_values)], axis=1
+        ).astype(np.int64)
+        self.factor_sizes = [len(v) for v in self.factor_values]
+        names = list(factor_names) if factor_names is not None else [f"factor_{j}" for j in range(factors.shape[1])]
+        if len(names) != factors.shape[1]:
+            raise UserInputError(f"{len(names)} factor_names for {factors.shape[1]} factor columns")
+        self.factor_names = [str(n) for n in names]
+        keys = np.ravel_multi_index(self.factors.T, self.factor_sizes)
+        self._keys, self._rows = np.unique(keys, return_index=True)  # sorted keys, first row of each
+        self.complete = len(self._keys) == int(np.prod(self.factor_sizes))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, F) int64 factor values: uniform on the grid when complete, else of uniform rows."""
+        if self.complete:
+            return np.stack([rng.integers(k, size=n) for k in self.factor_sizes], axis=1)
+        return self.factors[rng.integers(len(self.factors), size=n)]
+
+    def codes_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """factors (n, F) -> codes (n, d) of the rows with exactly these values."""
+        keys = np.ravel_multi_index(np.asarray(factors, dtype=np.int64).T, self.factor_sizes)
+        pos = np.clip(np.searchsorted(self._keys, keys), 0, len(self._keys) - 1)
+        missing = self._keys[pos] != keys
+        if missing.any():
+            raise ValueError(f"{int(missing.sum())} requested factor combinations are not in the codes table")
+        return self.codes[self._rows[pos]]
+
+    def sample_fixed_factor_batches(self, fixed: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """Factor values (V, batch_size, F) of batches that share the value of factor ``fixed[v]``."""
+        if self.complete:
+            factors = self.sample_factors(len(fixed) * batch_size, rng).reshape(len(fixed), batch_size, -1)
+            rows = np.arange(len(fixed))
+            factors[rows, :, fixed] = factors[rows, 0, fixed][:, None]
+            return factors
+        out = np.empty((len(fixed), batch_size, self.factors.shape[1]), dtype=np.int64)
+        anchors = rng.integers(len(self.factors), size=len(fixed))
+        for v, (k, anchor) in enumerate(zip(fixed, anchors)):
+            # rows sharing the anchor's value of factor k; cached per (k, value) would trade memory for little
+            same = np.flatnonzero(self.factors[:, k] == self.factors[anchor, k])
+            out[v] = self.factors[same[rng.integers(len(same), size=batch_size)]]
+        return out
+
+    @classmethod
+    def from_npz(cls, path: str) -> "CodeTable":
+        """Load ``codes``, ``factors`` and optional ``factor_names`` from an ``.npz`` file."""
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserInputError(f"cannot read codes file {path!r}: {exc}") from exc
+        missing = [k for k in ("codes", "factors") if k not in data.files]
+        if missing:
+            raise UserInputError(
+                f"codes file {path!r} lacks {missing}; expected keys codes (n, d) or (n, N, D), "
+                f"factors (n, F) int and optionally factor_names; found {sorted(data.files)}"
+            )
+        names = data["factor_names"].tolist() if "factor_names" in data.files else None
+        return cls(data["codes"], data["factors"], names)
