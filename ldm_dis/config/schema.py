@@ -93,7 +93,9 @@ class UNetConfig:
     use_scale_shift_norm: bool = True
     dropout: float = 0.1
     skip_dropout: float = 0.2  # drop rate p of Skip Dropout; 0 disables it
-    # downsample factors whose skips are dropped; None = the paper's rule (levels without cross-attention)
+    # downsample factors whose skips are dropped; None = the paper's rule (levels without cross-attention:
+    # [8] for Table 8). The released code compared spatial sizes with attention_downsample instead, which
+    # at 16x16 latents drops factors [1, 2] (see ldm_dis.models.skip_dropout.released_code_levels).
     skip_dropout_levels: Optional[List[int]] = None
     backbone_dropout: float = 0.0  # Table 12 ablation: dropout on the backbone path instead
 
@@ -106,7 +108,7 @@ class DiffusionConfig:
     beta_end: float = 0.0155
     beta_schedule: str = "scaled_linear"  # the LDM "linear" schedule
     prediction_type: str = "epsilon"
-    loss: str = "l1"  # l1 | l2
+    loss: str = "l1"  # l1 | l2 (mean over all elements, as the released code)
     sample_steps: int = 100  # DDIM steps
     eta: float = 0.0
     scale_by_std: bool = True  # latents scaled by 1/std of the first batch

@@ -156,6 +156,7 @@ def _to_lpips_layout(sd: Dict[str, torch.Tensor], source: str) -> Dict[str, torc
 def build_perceptual(path: Optional[str]) -> Optional[PerceptualLoss]:
     """The perceptual network named in the config, or None with a note in the log when no file is given."""
     if not path:
-        log.info("perceptual loss off: model.first_stage.perceptual_weights is not set (no LPIPS weights file)")
+        # a warning, not an error: the reference VQ-GAN used LPIPS, ours trains without it
+        log.warning("perceptual loss off: model.first_stage.perceptual_weights is not set (no LPIPS weights file)")
         return None
     return PerceptualLoss.from_file(path)

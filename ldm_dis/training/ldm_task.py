@@ -10,7 +10,8 @@ discriminator of the bottleneck (FactorQ's total correlation) has its own optimi
 
 No DDP wrapper: FactorQ's discriminator needs a second backward through modules already used in the
 step, which DDP's reducer forbids. Gradients are averaged across processes explicitly instead
-(:func:`average_gradients`, one flat all-reduce per optimizer), which is exactly what DDP computes.
+(:func:`average_gradients`, one flat all-reduce per optimizer) and BatchNorm buffers broadcast from the
+main process (:func:`broadcast_buffers`), which is what DDP computes.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def average_gradients(params: List[nn.Parameter], accelerator) -> None:
         offset += n
 
 
+def broadcast_buffers(module: nn.Module, accelerator) -> None:
+    """Copy the main process's buffers (BatchNorm running statistics) to every process, as DDP does."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return
+    for buf in module.buffers():
+        torch.distributed.broadcast(buf, src=0)
+
+
 def interleave_rows(originals: torch.Tensor, outputs: torch.Tensor, per_row: int = 8) -> torch.Tensor:
     """Picture layout: a row of up to ``per_row`` originals, then the row of their outputs, and so on."""
     rows = []
@@ -80,7 +89,7 @@ class LDMTask:
             *(p for p in self.bottleneck.parameters() if id(p) not in disc),
         ]
         self.optimizer = torch.optim.AdamW(self.main_params, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas),
-                                           weight_decay=cfg.train.weight_decay)
+                                           weight_decay=cfg.train.weight_decay, foreach=True)  # CPU default is a per-tensor loop
         self.disc_params = list(self.bottleneck.discriminator_parameters())
         self.disc_optimizer = None
         if self.disc_params:
@@ -174,6 +183,7 @@ class LDMTask:
             average_gradients(self.disc_params, acc)
             self.disc_optimizer.step()
             terms.update({k: v.detach() for k, v in out.disc_losses.items()})
+        broadcast_buffers(self.feature_extractor, acc)  # BatchNorm statistics as on the main process
         self.ema_unet.update(self.unet)
         self.ema_feature_extractor.update(self.feature_extractor)
         return terms

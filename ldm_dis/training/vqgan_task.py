@@ -18,7 +18,7 @@ from torch import nn
 from ldm_dis.models.perceptual import build_perceptual
 from ldm_dis.models.vqgan import FirstStage
 from ldm_dis.models.vqgan_loss import VQGANLoss
-from ldm_dis.training.ldm_task import average_gradients, interleave_rows
+from ldm_dis.training.ldm_task import average_gradients, broadcast_buffers, interleave_rows
 
 
 def psnr(mse: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
@@ -83,6 +83,7 @@ class VQGANTask:
             acc.backward(d_loss)
             average_gradients(list(self.loss.discriminator.parameters()), acc)
             self.disc_optimizer.step()
+            broadcast_buffers(self.loss.discriminator, acc)
             terms["disc"] = d_loss.detach()
         mse = (rec.detach().float() - images.float()).pow(2).mean()
         return {"loss": g_loss.detach(), **terms, "mse": mse, "psnr": psnr(mse)}

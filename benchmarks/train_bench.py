@@ -1,0 +1,208 @@
+"""Training and DDIM sampling throughput of the latent diffusion model, quickstart- and paper-sized.
+
+    python benchmarks/train_bench.py                          # CPU, both sizes, plus U-Net references
+    python benchmarks/train_bench.py --device cuda --bf16 --channels-last --batch 128
+
+Rows:
+  * ldm train step: one full LDMTask.training_step (frozen VQ-GAN encode, extractor, bottleneck=none,
+    U-Net forward/backward, AdamW, two EMA updates), images/s;
+  * ddim: EMA U-Net, ``diffusion.sample_steps`` DDIM steps + VQ-GAN decode, images/s;
+  * reference rows (--reference, paper size): U-Net forward+backward alone for our eager U-Net, the
+    same under torch.compile, and diffusers' UNet2DConditionModel configured like Table 8.
+Weights are random (speed does not depend on them). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ldm_dis.config.loading import load_config  # noqa: E402
+from ldm_dis.models.unet import UNet  # noqa: E402
+from ldm_dis.models.vqgan import FirstStage  # noqa: E402
+from ldm_dis.sampling.ddim import ddim_sample  # noqa: E402
+from ldm_dis.training.ldm_task import LDMTask  # noqa: E402
+
+SIZES = {"quickstart": "quickstart.yaml", "paper": "shapes3d.yaml"}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int, warmup: int, device) -> float:
+    """Seconds per call (median of ``repeats`` after ``warmup`` calls)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+class _Acc:
+    """The parts of an accelerate.Accelerator a task uses in a step, on one device without wrappers."""
+
+    def __init__(self, device, bf16):
+        self.device, self.bf16 = device, bf16
+        self.num_processes, self.is_main_process = 1, True
+
+    def autocast(self):
+        if self.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def backward(self, loss):
+        loss.backward()
+
+    def prepare_optimizer(self, opt):
+        return opt
+
+    def gather(self, x):
+        return x
+
+    def clip_grad_norm_(self, params, norm):
+        return torch.nn.utils.clip_grad_norm_(params, norm)
+
+
+def build_task(size: str, args, tmp: Path) -> LDMTask:
+    cfg = load_config(SIZES[size], ["model.bottleneck.kind=none", f"train.channels_last={args.channels_last}",
+                                    f"train.compile={args.compile}"])
+    first = FirstStage.from_config(cfg.model.first_stage)
+    from safetensors.torch import save_file
+
+    path = tmp / f"{size}_first_stage.safetensors"
+    save_file({k: v.contiguous() for k, v in first.state_dict().items()}, str(path))
+    task = LDMTask(cfg, None, first_stage_path=path)
+    task.prepare(_Acc(args.device, args.bf16))
+    return task
+
+
+def bench_size(size: str, args, tmp: Path, rows: list) -> None:
+    task = build_task(size, args, tmp)
+    cfg, dev = task.cfg, args.device
+    r = cfg.data.resolution
+    batch = args.batch or (64 if size == "quickstart" else 16)
+    images = torch.rand(batch, 3, r, r, device=dev) * 2 - 1
+    acc = task.accelerator
+    step = lambda: task.training_step(images, None, 0, acc)  # noqa: E731
+    sec = timed(step, args.repeats, 2, dev)
+    n_params = sum(p.numel() for p in task.unet.parameters())
+    rows.append((size, "ldm train step", batch, f"{batch / sec:.1f}", f"U-Net {n_params / 1e6:.1f}M"))
+
+    steps = args.ddim_steps or cfg.model.diffusion.sample_steps
+    ddim_batch = min(batch, args.ddim_batch)
+    imgs = images[:ddim_batch]
+    units = task.encode(imgs)
+    x_T = torch.randn(ddim_batch, cfg.model.first_stage.embed_dim, task.latent_size, task.latent_size, device=dev)
+
+    def sample():
+        with acc.autocast(), torch.no_grad():
+            z = ddim_sample(task.ema_unet.shadow, task.ddim_scheduler, units, x_T, steps, 0.0)
+            task.first_stage.decode_scaled(z.float())
+
+    sec = timed(sample, max(1, args.repeats // 2), 1, dev)
+    rows.append((size, f"ddim {steps} steps + decode", ddim_batch, f"{ddim_batch / sec:.2f}", ""))
+
+
+def diffusers_reference_unet(cfg):
+    """diffusers' UNet2DConditionModel in Table 8's shape (64, [1,2,4,4], 2 res blocks, cross-attn at the
+    first three levels and the middle, 8 heads, context 32, scale-shift time embedding)."""
+    from diffusers import UNet2DConditionModel
+
+    u = cfg.model.unet
+    channels = [u.base_channels * m for m in u.channel_mult]
+    attn_levels = [2**i in set(u.attention_downsample) for i in range(len(channels))]
+    return UNet2DConditionModel(
+        sample_size=cfg.data.resolution // 4,
+        in_channels=cfg.model.first_stage.embed_dim,
+        out_channels=cfg.model.first_stage.embed_dim,
+        down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn_levels),
+        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn_levels)),
+        block_out_channels=tuple(channels),
+        layers_per_block=u.num_res_blocks,
+        cross_attention_dim=cfg.model.encoder.unit_dim,
+        attention_head_dim=[c // u.num_heads for c in channels],
+        resnet_time_scale_shift="scale_shift",
+        norm_num_groups=32,
+    )
+
+
+def bench_references(args, rows: list) -> None:
+    cfg = load_config(SIZES["paper"])
+    dev = args.device
+    batch = args.batch or 16
+    side = cfg.data.resolution // 4
+    x = torch.randn(batch, cfg.model.first_stage.embed_dim, side, side, device=dev)
+    t = torch.randint(0, 1000, (batch,), device=dev)
+    ctx = torch.randn(batch, cfg.model.encoder.num_units, cfg.model.encoder.unit_dim, device=dev)
+    ours = UNet.from_config(cfg.model.unet, cfg.model.first_stage.embed_dim, cfg.model.encoder.unit_dim).to(dev)
+    theirs = diffusers_reference_unet(cfg).to(dev)
+    if args.channels_last:
+        ours, theirs = ours.to(memory_format=torch.channels_last), theirs.to(memory_format=torch.channels_last)
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if args.bf16 else contextlib.nullcontext
+    candidates = [("our U-Net, eager", lambda: ours(x, t, ctx), ours),
+                  ("diffusers UNet2DConditionModel, eager", lambda: theirs(x, t, encoder_hidden_states=ctx).sample, theirs)]
+    if args.compile_reference:
+        compiled = torch.compile(ours)
+        candidates.insert(1, ("our U-Net, torch.compile", lambda: compiled(x, t, ctx), ours))
+    for name, fwd, module in candidates:
+        def step():
+            with autocast():
+                out = fwd()
+            out.float().square().mean().backward()
+            module.zero_grad(set_to_none=True)
+
+        sec = timed(step, args.repeats, 3 if "compile" in name else 2, dev)
+        n = sum(p.numel() for p in module.parameters())
+        rows.append(("paper", f"U-Net fwd+bwd: {name}", batch, f"{batch / sec:.1f}", f"{n / 1e6:.1f}M params"))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="quickstart,paper")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch", type=int, default=None, help="training batch (default 64 quickstart, 16 paper)")
+    p.add_argument("--ddim-batch", type=int, default=8)
+    p.add_argument("--ddim-steps", type=int, default=None, help="default: the config's diffusion.sample_steps")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the U-Net inside the training step")
+    p.add_argument("--reference", action="store_true", help="add U-Net-only rows: ours vs diffusers")
+    p.add_argument("--compile-reference", action="store_true", help="with --reference: also our U-Net compiled")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    args.device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes.split(","):
+            bench_size(size, args, Path(tmp), rows)
+    if args.reference:
+        bench_references(args, rows)
+    dev = torch.cuda.get_device_name() if args.device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    print(f"device: {dev}; torch {torch.__version__}; bf16={args.bf16} channels_last={args.channels_last} compile={args.compile}\n")
+    print("| size | what | batch | images/s | note |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+
+
+if __name__ == "__main__":
+    main()
