@@ -49,6 +49,9 @@ def run(args, dataset=None) -> int:
     from ldm_dis.training.pipeline import run_training
     from ldm_dis.training.trainer import TrainingDiverged
 
+    if args.export_codes and "=" in args.export_codes:  # `--export-codes a.b=1`: an override, not a file name
+        args.overrides.append(args.export_codes)
+        args.export_codes = ""
     cfg = _config(args)
     try:
         run_training(cfg, resume=args.resume, export_codes=args.export_codes, dataset=dataset)

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ldm_dis.config.loading import to_yaml
+from ldm_dis.errors import UserInputError
 from ldm_dis.training.checkpoint import (
     CONFIG_FILE, CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, load_modules,
     prune_checkpoints, resolve_checkpoint, save_checkpoint,
@@ -56,6 +57,9 @@ class Trainer:
         self.step = 0
         self.resumed_from: Optional[Path] = None
         train = cfg.train
+        for key in ("max_steps", "batch_size", "log_every", "ckpt_every", "keep_last"):
+            if train[key] < 1:
+                raise UserInputError(f"train.{key}={train[key]} must be at least 1")
         self.steps_per_epoch = train.epoch_steps or steps_per_pass(len(dataset), train.batch_size)
         task.prepare(self.accelerator)
         # every process was built from the same seed (same initial weights); now give each its own

@@ -87,7 +87,7 @@ def test_mismatched_checkpoint_is_an_error_naming_the_module(tiny):
 
 
 def test_exported_codes_follow_dataset_order_and_match_the_representation_fn(tiny, tmp_path):
-    from ldm_dis.training.export import load_representation
+    from ldm_dis.training.export import export_representation, load_representation
 
     make, data = tiny
     trainer = run_training(make(), dataset=data, export_codes=str(tmp_path / "codes.npz"))
@@ -95,6 +95,9 @@ def test_exported_codes_follow_dataset_order_and_match_the_representation_fn(tin
     assert saved["codes"].shape == (12, 3) and saved["codes"].dtype == np.float32
     np.testing.assert_array_equal(saved["factors"], np.stack(np.unravel_index(np.arange(12), (4, 3)), 1))
     assert list(saved["factor_names"]) == ["x", "shade"]
+    again = export_representation(trainer.run_dir / "checkpoints" / "step_0000008", dataset=data)
+    assert again == trainer.run_dir / "codes.npz"
+    np.testing.assert_array_equal(np.load(again)["codes"], saved["codes"])
     _, representation_fn = load_representation(trainer.run_dir, dataset=data)
     images = np.stack([data[i][0].numpy() for i in range(12)])
     np.testing.assert_allclose(representation_fn(images), saved["codes"], rtol=1e-6, atol=1e-6)
