@@ -117,23 +117,28 @@ class DiffusionConfig:
 # --------------------------------------------------------------------------------------- bottlenecks
 @dataclass
 class DyGAConfig:
-    """Dynamic Gaussian Anchoring (SPEC 2.5)."""
+    """Dynamic Gaussian Anchoring (SPEC 2.5; ldm_dis/bottlenecks/dyga). Densities are measured on
+    features centered by their median and divided by their median distance to it (per unit)."""
 
-    k_init: int = 8  # K0
+    k_init: int = 8  # K0, seeded by k-means++ (released code: 8)
     k_max: int = 32
     phi: float = 0.5  # responsibility threshold for cluster membership
     psi: float = 0.5  # density threshold for splitting
-    random_split_prob: float = 0.05  # "arbitrary" split probability
+    # "arbitrary" split probability per Gaussian and round; the paper gives no value, the released code
+    # split with 0.5 but stopped after 3 splits in all
+    random_split_prob: float = 0.05
     max_split_rounds: int = 10
-    min_count: float = 10.0  # filter components with a smaller soft count
-    em_iters: int = 100
-    tol: float = 1e-3
-    dim_threshold: float = 0.2  # Cattell scree-test threshold
+    min_count: float = 10.0  # filter components with a smaller soft count (released code: 10 points)
+    em_iters: int = 100  # EM iterations at most per fit
+    tol: float = 1e-3  # EM stops when the mean log-likelihood per point improves less than this
+    dim_threshold: float = 0.2  # Cattell scree-test threshold (HDclassif's default)
+    reg_covar: float = 1e-6  # eigenvalue floor, relative to the mean per-coordinate variance
+    search_samples: int = 20_000  # initial fit and split rounds on this many points; EM refits on all
     tau: float = 1e-4  # Gumbel-softmax temperature
     lam: float = 0.1  # lambda: maximum pull toward the anchor
-    fit_every_epochs: int = 1  # r (train.epoch_steps sets the length of an epoch)
+    fit_every_epochs: int = 1  # r (5 for Cars3D; train.epoch_steps sets the length of an epoch)
     max_samples: int = 100_000  # features collected per fit
-    num_workers: int = 2  # processes fitting units in parallel
+    num_workers: int = 2  # processes fitting units in parallel (1 = in the trainer's process)
     seed: int = 0
 
 

@@ -121,7 +121,7 @@ class DyGABottleneck(Bottleneck):
         return dict(
             k_init=c.k_init, k_max=c.k_max, phi=c.phi, psi=c.psi, random_split_prob=c.random_split_prob,
             max_split_rounds=c.max_split_rounds, min_count=c.min_count, em_iters=c.em_iters, tol=c.tol,
-            dim_threshold=c.dim_threshold,
+            dim_threshold=c.dim_threshold, reg_covar=c.reg_covar, search_samples=c.search_samples,
         )
 
     def fit(self, features: np.ndarray) -> Dict[str, float]:
