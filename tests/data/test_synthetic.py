@@ -121,3 +121,12 @@ def test_works_in_a_dataloader_with_two_workers():
     assert images.shape == (64, 3, 32, 32) and factors.shape == (64, 6)
     np.testing.assert_array_equal(images.numpy(), ds.images_at(np.arange(64)))
     np.testing.assert_array_equal(factors.numpy(), ds.factors_of(np.arange(64)))
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_dsprites_window_rendering_equals_full_rendering(resolution):
+    """Only the pixels around each sprite are computed; every pixel outside must be exactly background."""
+    ds = build_dataset({"name": "synth-dsprites", "resolution": resolution})
+    f = ds.sample_factors(1500, np.random.default_rng(5))
+    f[:10, 1], f[:10, 3:] = 5, [[0, 0], [31, 31], [0, 31], [31, 0], [0, 16], [16, 0], [31, 16], [16, 31], [15, 15], [31, 31]]
+    np.testing.assert_array_equal(ds.render(f), ds.render(f, window=False))
