@@ -43,7 +43,10 @@ class FactorQ(Bottleneck):
         return list(self.discriminator.parameters())
 
     def forward(self, x: torch.Tensor) -> BottleneckOutput:
-        """x (B, N) scalars -> z_q (B, N). Training: losses {kl, tc} and disc_losses {tc_disc}."""
+        """x (B, N) scalars -> z_q (B, N). Training: losses {kl, tc} and disc_losses {tc_disc}.
+
+        The model's ``tc`` term also leaves gradients in the discriminator: zero them before the
+        discriminator's own backward/step (``tc_disc`` is computed on detached codes)."""
         logits = self.codebook.distance_logits(x)  # (B, N, K)
         one_hot, z_q = self.codebook.quantize(logits, self.tau, stochastic=self.training)
         if not self.training:
