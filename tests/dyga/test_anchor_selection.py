@@ -71,3 +71,12 @@ def test_seeded_and_reproducible(clusters):
     b = select_anchors(X, random_split_prob=0.3, seed=5)
     np.testing.assert_array_equal(a.means_, b.means_)
     assert a.split_log_ == b.split_log_
+
+
+def test_collapsed_unit_gives_one_finite_anchor():
+    # early in training a unit can output the same token for every image
+    X = np.full((400, 32), 0.3)
+    model = select_anchors(X, seed=0)
+    assert model.n_components_ == 1
+    np.testing.assert_allclose(model.means_[0], 0.3)
+    assert np.isfinite(model.score_samples(X)).all()

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import kmeans_plusplus
 
 # Responsibilities below this carry less weight than float64 rounding of a scatter matrix summed over
@@ -43,7 +44,7 @@ def scree_dimension(eigenvalues: np.ndarray, threshold: float) -> int:
     return int(above[-1] + 1)
 
 
-class HDDC:
+class HDDC(DensityMixin, BaseEstimator):
     """Gaussian mixture with [a_ij b_i Q_i d_i] covariances, fitted by EM.
 
     Parameters
@@ -95,8 +96,10 @@ class HDDC:
         if X.ndim != 2:
             raise ValueError(f"X must be (n, D), got shape {X.shape}")
         n, dim = X.shape
-        # Relative floor: the scale of X decides what "a tiny eigenvalue" is (equivariance).
-        self._floor = self.reg_covar * max(float(X.var(axis=0).mean()), np.finfo(float).tiny)
+        # Relative floor: the scale of X decides what "a tiny eigenvalue" is (equivariance); constant
+        # data (a collapsed unit early in training) get an absolute floor instead.
+        spread = float(X.var(axis=0).mean())
+        self._floor = self.reg_covar * (spread if spread > 0 else 1.0)
         resp = self._initial_resp(X) if init_resp is None else np.asarray(init_resp, dtype=np.float64)
         if resp.shape[0] != n:
             raise ValueError(f"init_resp has {resp.shape[0]} rows, X has {n}")
