@@ -60,8 +60,9 @@ def labels_for_units(ldm, args) -> Optional[List[str]]:
     return None if nmi is None else unit_labels(nmi, ldm.dataset.factor_names)
 
 
-def title_of(ldm, what: str, args) -> str:
-    steps = f", {args.steps}-step DDIM, eta {args.eta:g}" if hasattr(args, "steps") else ""
+def title_of(ldm, what: str, args=None) -> str:
+    """Short enough for a narrow grid: what, dataset, bottleneck, checkpoint step, DDIM steps."""
     name = ldm.checkpoint.name
     step = f"step {int(name[5:])}" if name.startswith("step_") and name[5:].isdigit() else name
-    return f"{what}: {ldm.cfg.data.name}, {ldm.cfg.model.bottleneck.kind}, {step}, EMA{steps}"
+    ddim = f", DDIM {args.steps}" if args is not None and hasattr(args, "steps") else ""
+    return f"{what}: {ldm.cfg.data.name}, {ldm.cfg.model.bottleneck.kind}, {step}{ddim}"

@@ -64,18 +64,20 @@ def save_attention_figure(path: str | Path, images: torch.Tensor, maps: torch.Te
     fig, axes = plt.subplots(b, n + 1, figsize=(1.25 * (n + 1), 1.45 * b + (0.35 if title else 0)), squeeze=False)
     for r in range(b):
         axes[r, 0].imshow(pictures[r])
-        axes[r, 0].set_title("generated", fontsize=7)
+        if r == 0:
+            axes[r, 0].set_title("generated", fontsize=7)
         for i in range(n):
             ax = axes[r, i + 1]
             ax.imshow(heat_overlay(pictures[r], heat[r, i]))
-            label = f"u{i}" + (f" {unit_labels[i]}" if unit_labels else "")
-            ax.set_title(f"{label}\n{100 * share[r, i]:.0f}%", fontsize=6)
+            # unit names once, at the top; every panel gives the unit's share of that image's attention
+            head = f"u{i}" + (f"\n{unit_labels[i]}" if unit_labels else "") + "\n" if r == 0 else ""
+            ax.set_title(f"{head}{100 * share[r, i]:.0f}%", fontsize=6)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout(pad=0.3)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.95 if title else 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 _NOT_CURVES = {"step", "time", "epoch"}  # bookkeeping fields of a record, not measurements
+_LAST = ("lr", "images_per_s")  # training conditions, drawn after the loss terms
 
 
 def curves_from_records(records: Sequence[dict]) -> Dict[str, List[Tuple[str, np.ndarray, np.ndarray]]]:
@@ -29,7 +30,7 @@ def curves_from_records(records: Sequence[dict]) -> Dict[str, List[Tuple[str, np
             series[key][0].append(step)
             series[key][1].append(float(value))
     panels: Dict[str, list] = defaultdict(list)
-    for key in sorted(series):
+    for key in sorted(series, key=lambda k: (k != "loss", k in _LAST, k)):
         steps, values = series[key]
         panels[key.split("/", 1)[0]].append((key, np.asarray(steps), np.asarray(values)))
     return dict(panels)
@@ -65,7 +66,7 @@ def save_loss_curves(path: str | Path, records: Sequence[dict], title: Optional[
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.4)
+    fig.tight_layout(pad=0.4, rect=(0, 0, 1, 0.95 if title else 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -60,7 +60,8 @@ def save_unit_scatter(path: str | Path, units: np.ndarray, factors: np.ndarray, 
     for f, unit in enumerate(best_units(nmi)):
         ax = axes.flat[f]
         xy, used = project_2d(units[:, unit], method, seed)
-        values = factors[:, f]
+        order = np.random.default_rng(seed).permutation(len(xy))  # no colour is always drawn last, on top
+        xy, values = xy[order], factors[order, f]
         k = int(values.max()) + 1
         cmap = "tab10" if k <= 10 else "viridis"
         points = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap=cmap, vmin=-0.5 if k <= 10 else None,
@@ -77,7 +78,7 @@ def save_unit_scatter(path: str | Path, units: np.ndarray, factors: np.ndarray, 
         ax.axis("off")
     fig.suptitle((title + "\n" if title else "") + f"each factor's best unit, {used} projection, coloured by factor value",
                  fontsize=8)
-    fig.tight_layout(pad=0.4)
+    fig.tight_layout(pad=0.4, rect=(0, 0, 1, 0.93 if title else 0.96))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
