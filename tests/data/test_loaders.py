@@ -104,8 +104,12 @@ def test_cars3d_mat_folder(tmp_path):
     assert ds.factor_names == ["elevation", "azimuth", "object"] and ds.factor_sizes == [4, 24, 2]
     for e, a, o in ((0, 0, 0), (3, 5, 1), (2, 23, 0)):  # im axes: H, W, RGB, azimuth, elevation
         np.testing.assert_array_equal(ds.images_from_factors(np.array([[e, a, o]]))[0], as_model(ims[o][None, ..., a, e])[0])
+    (tmp_path / "cars" / "car_001_mesh.mat").unlink()  # one car is enough to check the resizing
     small = build_dataset({"name": "cars3d", "path": str(tmp_path / "cars"), "resolution": 64})
-    assert small[0][0].shape == (3, 64, 64)
+    assert small.factor_sizes == [4, 24, 1] and small[0][0].shape == (3, 64, 64)
+    # 128 -> 64 averages 2x2 blocks (then rounds to uint8 once, at load)
+    block_mean = ds.images_at(np.array([10]))[0].reshape(3, 64, 2, 64, 2).mean(axis=(2, 4))  # (0, 5, 0) of 2 cars
+    np.testing.assert_allclose(small.images_at(np.array([5]))[0], block_mean, atol=1 / 127.5 + 1e-6)
 
 
 def test_celeba_attributes(tmp_path):

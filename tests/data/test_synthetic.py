@@ -127,6 +127,6 @@ def test_works_in_a_dataloader_with_two_workers():
 def test_dsprites_window_rendering_equals_full_rendering(resolution):
     """Only the pixels around each sprite are computed; every pixel outside must be exactly background."""
     ds = build_dataset({"name": "synth-dsprites", "resolution": resolution})
-    f = ds.sample_factors(1500, np.random.default_rng(5))
+    f = ds.sample_factors(400, np.random.default_rng(5))
     f[:10, 1], f[:10, 3:] = 5, [[0, 0], [31, 31], [0, 31], [31, 0], [0, 16], [16, 0], [31, 16], [16, 31], [15, 15], [31, 31]]
     np.testing.assert_array_equal(ds.render(f), ds.render(f, window=False))
