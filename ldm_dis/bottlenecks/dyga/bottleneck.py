@@ -130,7 +130,7 @@ class DyGABottleneck(Bottleneck):
         At most ``max_samples`` rows (a seeded subsample) are used; units are fitted in ``num_workers``
         processes. Fills the buffers and returns numbers to log (K per unit, seconds).
         """
-        features = np.asarray(features, dtype=np.float64)
+        features = np.asarray(features)  # kept in its dtype (float32): each unit is cast on its own
         if features.ndim != 3 or features.shape[1:] != (self.num_units, self.unit_dim):
             raise ValueError(f"features must be (n, {self.num_units}, {self.unit_dim}), got {features.shape}")
         start = time.perf_counter()
@@ -142,7 +142,8 @@ class DyGABottleneck(Bottleneck):
             features = features[np.sort(rows)]
 
         workers = max(1, min(self.cfg.num_workers, self.num_units))
-        jobs = [(features[:, i], self._options(), int(unit_seeds[i])) for i in range(self.num_units)]
+        jobs = [(np.ascontiguousarray(features[:, i]), self._options(), int(unit_seeds[i]))
+                for i in range(self.num_units)]
         if workers == 1:
             results = [_fit_unit_in_worker(job) for job in jobs]
         else:
