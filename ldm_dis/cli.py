@@ -17,6 +17,7 @@ COMMANDS = {
     "data": "render, inspect and prepare ground-truth datasets",
     "train": "train a model (VQ-GAN, latent diffusion, or a VAE baseline)",
     "export": "write the codes of a trained run for the whole dataset (.npz for evaluate)",
+    "evaluate": "score a checkpoint or codes with disentanglement metrics",
     "sample": "draw latent traversals, swaps and interchange grids",
     "attention": "cross-attention heat maps per latent unit",
     "plot": "unit scatter and loss curves",

@@ -64,6 +64,19 @@ def check_names(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
+def check_protocol(protocol: dict[str, dict]) -> dict[str, dict]:
+    """Every override must name a metric and one of its keyword parameters."""
+    check_names(list(protocol))
+    for name, params in protocol.items():
+        allowed = [p for p in inspect.signature(METRICS[name]).parameters if p not in ("dataset", "representation_fn", "rng")]
+        for key in params:
+            if key not in allowed:
+                near = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise UserInputError(f"{name} has no protocol value {key!r}{hint} Valid: {', '.join(allowed)}")
+    return protocol
+
+
 def evaluate(
     dataset,
     representation_fn,
@@ -82,12 +95,13 @@ def evaluate(
     """
     result = {"preset": "fast" if fast else "standard", "seed": int(seed),
               "scores": {}, "matrices": {}, "skipped": {}, "seconds": {}}
+    protocol = check_protocol(protocol or {})
     for name in check_names(names):
         fn = METRICS[name]
         kwargs = dict(FAST_PROTOCOL[name]) if fast else {}
         if "n_jobs" in inspect.signature(fn).parameters:
             kwargs["n_jobs"] = n_jobs
-        kwargs.update((protocol or {}).get(name, {}))
+        kwargs.update(protocol.get(name, {}))
         start = time.perf_counter()
         try:
             out = fn(dataset, representation_fn, metric_rng(seed, name), **kwargs)
