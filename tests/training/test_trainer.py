@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ldm_dis.config.loading import load_config
 from ldm_dis.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
 from ldm_dis.training.pipeline import run_training
 from ldm_dis.training.run_log import read_log
@@ -101,3 +102,16 @@ def test_exported_codes_follow_dataset_order_and_match_the_representation_fn(tin
     _, representation_fn = load_representation(trainer.run_dir, dataset=data)
     images = np.stack([data[i][0].numpy() for i in range(12)])
     np.testing.assert_allclose(representation_fn(images), saved["codes"], rtol=1e-6, atol=1e-6)
+
+
+def test_resume_without_config_uses_the_runs_own_config(tiny):
+    from ldm_dis.commands.train import main
+
+    make, data = tiny
+    first = run_training(make("train.lr=0.02"), dataset=data)
+    assert main(["--resume", f"run.dir={first.run_dir}", "train.max_steps=10"], dataset=data) == 0
+    state = load_checkpoint(first.run_dir)
+    assert state["step"] == 10
+    saved = load_config(first.run_dir / "config.yaml")  # rewritten with the override, the rest kept
+    assert (saved.train.max_steps, saved.train.lr, saved.model.kind) == (10, 0.02, "tiny")
+    assert main(["train.max_steps=10"], dataset=data) == 2  # no config, no --resume: a clear error
