@@ -25,8 +25,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import kmeans_plusplus
 
-# Responsibilities below this carry less weight than float64 rounding of a scatter matrix summed over
-# 1e6 points; skipping those rows makes the M-step cost ~n*D^2 in total instead of K*n*D^2.
+# Rows with a smaller responsibility are left out of a component's scatter: together they weigh at
+# most 1e-12 * n against its count N_k >= min_count (1e-7 for 1M points and N_k = 10), and skipping
+# them makes the M-step cost about n * D^2 in total instead of K * n * D^2 for separated clusters.
 _RESP_FLOOR = 1e-12
 _CHUNK = 8192  # rows per E-step block: keeps the (rows, sum d_k) temporary near 64 MB at most
 
