@@ -10,7 +10,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 LOG_FILE = "log.jsonl"
 

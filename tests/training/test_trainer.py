@@ -1,6 +1,5 @@
 """The training loop in one process: records, checkpoints, resume, NaN stop, epoch hooks, export."""
 
-import json
 
 import numpy as np
 import pytest
