@@ -152,6 +152,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dci-points", type=int, default=2000, help="DCI training points (test: half)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a baseline's row from <runs-dir>/<kind>/benchmark.json when it exists (resume a cut run)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -159,7 +161,11 @@ def main(argv=None) -> int:
     command = "python benchmarks/baselines.py " + " ".join(sys.argv[1:] if argv is None else argv)
     rows = []
     for kind in args.kinds:
-        row = run_one(kind, budget, Path(args.runs_dir), args.metrics, args.seed, args.dci_points)
+        done = Path(args.runs_dir) / kind / "benchmark.json"
+        if args.reuse and done.is_file():
+            row = json.loads(done.read_text())
+        else:
+            row = run_one(kind, budget, Path(args.runs_dir), args.metrics, args.seed, args.dci_points)
         rows.append(row)
         print(json.dumps(row), flush=True)
         section = table(rows, budget, command.strip(), args.dci_points)
