@@ -174,7 +174,7 @@ def bench_references(args, rows: list) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="quickstart,paper")
+    p.add_argument("--sizes", default="quickstart,paper", help="comma-separated; empty for reference rows only")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=None, help="training batch (default 64 quickstart, 16 paper)")
     p.add_argument("--ddim-batch", type=int, default=8)
@@ -192,7 +192,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes.split(","):
+        for size in filter(None, args.sizes.split(",")):
             bench_size(size, args, Path(tmp), rows)
     if args.reference:
         bench_references(args, rows)

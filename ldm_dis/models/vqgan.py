@@ -10,13 +10,16 @@ module, so it travels in every checkpoint that holds the first stage and is neve
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Tuple
 
 import torch
 from diffusers import VQModel
+from safetensors.torch import load_file
 from torch import nn
 
 from ldm_dis.errors import UserInputError
+from ldm_dis.models import taming_import
 
 
 class FirstStage(nn.Module):
@@ -126,24 +129,18 @@ class FirstStage(nn.Module):
 def load_first_stage(path, cfg) -> FirstStage:
     """A frozen-ready FirstStage from ``path``: our safetensors file (keys of ``FirstStage.state_dict()``,
     optionally under one prefix such as ``first_stage.``) or a taming/CompVis ``.ckpt``. ``cfg`` is
-    ``model.first_stage``; a file that does not fit it is an error naming the keys or shapes."""
-    from pathlib import Path
-
-    from ldm_dis.models import taming_import
-
+    ``model.first_stage``; a file that does not fit it is an error naming the keys or shapes. A folder
+    means its ``model.safetensors`` (a checkpoint folder written by the trainer)."""
     path = Path(path)
     if path.is_dir():
-        candidates = sorted(path.glob("first_stage*.safetensors"))
-        if not candidates:
-            raise UserInputError(f"first stage: no first_stage*.safetensors file in folder {str(path)!r}")
-        path = candidates[0]
+        if not (path / "model.safetensors").is_file():
+            raise UserInputError(f"first stage: folder {str(path)!r} holds no model.safetensors")
+        path = path / "model.safetensors"
     if not path.is_file():
         raise UserInputError(f"first stage checkpoint {str(path)!r} does not exist")
     model = FirstStage.from_config(cfg)
     expected = model.state_dict()
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         sd = _strip_prefix(load_file(str(path)), expected)
         hint = ""
     else:

@@ -107,6 +107,8 @@ def test_ldm_task_first_stage_errors(first_stage_file, dataset, tmp_path):
         LDMTask(cfg, dataset, first_stage_path=path)
     with pytest.raises(UserInputError, match="first_stage.checkpoint"):
         LDMTask(tiny_cfg(tmp_path), dataset)
+    # a checkpoint folder of the trainer means its model.safetensors
+    assert LDMTask(tiny_cfg(tmp_path), dataset, first_stage_path=path.parent).first_stage.embed_dim == 3
 
 
 class FittedAnchors(Bottleneck):
