@@ -14,6 +14,7 @@ from typing import Sequence
 
 # name -> one-line help; order is the order of `ldm-dis --help`
 COMMANDS = {
+    "quickstart": "the main job end to end on the embedded default: data, VQ-GAN, LDM, metrics, pictures",
     "data": "render, inspect and prepare ground-truth datasets",
     "train": "train a model (VQ-GAN, latent diffusion, or a VAE baseline)",
     "export": "write the codes of a trained run for the whole dataset (.npz for evaluate)",
