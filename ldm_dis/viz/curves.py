@@ -1,20 +1,23 @@
 """Loss curves of a run from its ``run.dir/log.jsonl`` (:mod:`ldm_dis.training.run_log`; paper Fig. 7).
 
 Every numeric key the trainer logged (loss terms, learning rate, DyGA anchor counts, ...) against ``step``,
-one panel per key; keys that share a prefix before "/" (``dyga/k_unit0``, ``dyga/k_unit1``) share a panel.
+one panel per key; per-unit keys (``dyga/K_unit00``, ``dyga/K_unit01``, ...) share the panel ``dyga/K``.
+Series with few points (values logged once per epoch) are drawn with markers so a single point shows.
 
     save_loss_curves("curves.png", read_log("runs/quickstart"))
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-_NOT_CURVES = {"step", "time", "epoch"}  # bookkeeping fields of a record, not measurements
+_NOT_CURVES = {"step", "time", "epoch", "epoch_end"}  # bookkeeping fields of a record, not measurements
+_UNIT_SUFFIX = re.compile(r"_unit\d+$")
 _LAST = ("lr", "images_per_s")  # training conditions, drawn after the loss terms
 
 
@@ -25,14 +28,16 @@ def curves_from_records(records: Sequence[dict]) -> Dict[str, List[Tuple[str, np
     for record in records:
         step = record.get("step")
         for key, value in record.items():
-            if key in _NOT_CURVES or step is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if key in _NOT_CURVES or key.endswith("_index") or step is None:  # counters are not curves
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             series[key][0].append(step)
             series[key][1].append(float(value))
     panels: Dict[str, list] = defaultdict(list)
-    for key in sorted(series, key=lambda k: (k != "loss", k in _LAST, k)):
+    for key in sorted(series, key=lambda k: (k != "loss", k.split("/")[0] in _LAST, k)):
         steps, values = series[key]
-        panels[key.split("/", 1)[0]].append((key, np.asarray(steps), np.asarray(values)))
+        panels[_UNIT_SUFFIX.sub("", key)].append((key, np.asarray(steps), np.asarray(values)))
     return dict(panels)
 
 
@@ -46,16 +51,19 @@ def save_loss_curves(path: str | Path, records: Sequence[dict], title: Optional[
     panels = curves_from_records(records)
     if not panels:
         raise ValueError("the run log holds no numeric values to plot")
+    last_step = max(steps.max() for lines in panels.values() for _, steps, _ in lines)
     cols = min(3, len(panels))
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows + (0.3 if title else 0)), squeeze=False)
     for ax, (name, lines) in zip(axes.flat, panels.items()):
         for key, steps, values in lines:
-            ax.plot(steps, values, lw=1, label=key.split("/", 1)[-1] if len(lines) > 1 else None)
+            ax.plot(steps, values, lw=1, marker="o" if len(steps) <= 20 else None, ms=3,
+                    label=_UNIT_SUFFIX.search(key).group(0)[1:] if len(lines) > 1 else None)
         positive = all((v > 0).all() for *_, v in lines)
         spread = max(v.max() for *_, v in lines) / max(min(v.min() for *_, v in lines), 1e-12) if positive else 0
         if positive and spread > 20:  # losses falling over decades read better on a log axis
             ax.set_yscale("log")
+        ax.set_xlim(0, last_step * 1.02)  # one step axis for all panels, per-epoch values included
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("step", fontsize=7)
         ax.tick_params(labelsize=6)
