@@ -31,7 +31,8 @@ class Shapes3D(StoredImageDataset):
         labels = read_whole(path, "labels", self.name)
         if labels.shape != (len(source), 6) or not np.issubdtype(labels.dtype, np.number):
             raise dataset_error(self.name, path, f"numeric labels of shape ({len(source)}, 6)", f"{labels.dtype} {labels.shape}")
-        sizes, row_of_index, _ = grid_from_labels(labels, self.name, path)
+        # rounded: float noise in a label must not make two values of one factor level
+        sizes, row_of_index, _ = grid_from_labels(np.round(labels, 6), self.name, path)
         super().__init__(source, FACTOR_NAMES, sizes, resolution, subset, row_of_index)
 
     @classmethod

@@ -17,6 +17,7 @@ to DataLoader workers.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -226,15 +227,29 @@ def _open_npz_member(path: Path, key: str, dataset: str, cached: Path) -> RawArr
     return RawArray(path, key, shape, dtype, offset)
 
 
+def _new_cache(out: Path, dtype, shape, dataset: str):
+    """Create ``out``'s temporary file as a writable .npy memmap -> (tmp path, memmap); a clear error if it cannot."""
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    expected = f"a writable cache location with {size / 2**30:.2f} GiB free (set data.cache_dir / --cache-dir)"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(out.parent).free
+        if free < size + (64 << 20):  # a full disk under a memmap write would kill the process (SIGBUS)
+            raise dataset_error(dataset, out, expected, f"{free / 2**30:.2f} GiB free")
+        return tmp, np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    except OSError as exc:
+        raise dataset_error(dataset, out, expected, f"{exc.strerror or exc}") from None
+
+
 def _decompress_member(zf: zipfile.ZipFile, member: str, out: Path, path: Path, dataset: str) -> None:
     """Stream a compressed .npz member into ``out`` (.npy) in 64 MB pieces; atomic (tmp file, rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     try:
         with zf.open(member) as src:
             shape, fortran, dtype = _read_header(src)
             _check_raw(path, dataset, shape, dtype, fortran, 0, float("inf"))
-            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            tmp, dst = _new_cache(out, dtype, shape, dataset)
             flat = dst.reshape(-1).view(np.uint8)
             pos = 0
             while pos < flat.size:
@@ -287,10 +302,8 @@ def read_whole(path, key: str, dataset: str, pickled: bool = False) -> np.ndarra
 def write_npy_cache(source: ArraySource, out: Path, chunk_rows: int = 4096) -> Path:
     """Copy ``source`` into an uncompressed ``.npy`` at ``out`` chunk by chunk (bounded memory); atomic."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    tmp, dst = _new_cache(out, source.dtype, source.shape, source.dataset)
     try:
-        dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=source.dtype, shape=source.shape)
         for start in range(0, len(source), chunk_rows):
             stop = min(start + chunk_rows, len(source))
             dst[start:stop] = source.read(np.arange(start, stop))

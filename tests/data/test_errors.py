@@ -149,3 +149,21 @@ def test_cli_prints_the_message_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert "nope.npz" in err and "rr-learning" in err
+
+
+def test_unwritable_cache_folder_for_a_compressed_file(tmp_path):
+    write_mpi3d(tmp_path / "mpi3d_real.npz", n=48, compressed=True)
+    (tmp_path / "a_file").write_text("")  # a folder inside a file cannot be created, even by root
+    fails({"name": "mpi3d", "path": str(tmp_path / "mpi3d_real.npz"), "factor_sizes": [2, 2, 1, 1, 1, 3, 4],
+           "cache_dir": str(tmp_path / "a_file" / "cache")}, "writable cache location", "data.cache_dir")
+
+
+def test_cache_that_does_not_fit_on_disk(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    write_mpi3d(tmp_path / "mpi3d_real.npz", n=48, compressed=True)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    fails({"name": "mpi3d", "path": str(tmp_path / "mpi3d_real.npz"), "factor_sizes": [2, 2, 1, 1, 1, 3, 4]},
+          "writable cache location", "GiB free")
