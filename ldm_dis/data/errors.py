@@ -24,4 +24,5 @@ class DatasetError(UserInputError):
 def dataset_error(dataset: str, path: Optional[str | Path], expected: str, found: str) -> DatasetError:
     """One message: which file, what was expected, what was found, where the dataset usually comes from."""
     where = f" Users usually obtain it from {SOURCES[dataset]}." if dataset in SOURCES else ""
-    return DatasetError(f"{dataset} dataset file {str(path)!r}: expected {expected}; found {found}.{where}")
+    what = f"{dataset} dataset file {str(path)!r}" if path is not None else f"{dataset} dataset"
+    return DatasetError(f"{what}: expected {expected}; found {found}.{where}")
