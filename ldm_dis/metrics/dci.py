@@ -66,7 +66,11 @@ def importance_gbt(codes_train, factors_train, codes_test, factors_test, seeds, 
     """
     d, num_factors = codes_train.shape[1], factors_train.shape[1]
     used = np.flatnonzero(informative_factors(factors_train))
-    jobs = [(codes_train, factors_train[:, j], codes_test, factors_test[:, j], int(seeds[j])) for j in used]
+    # trees read X as float32 anyway; converting once (column-major, for the splitter's per-feature
+    # scans) saves each job the copy and halves what is sent to the workers; the numbers are unchanged
+    x_train = np.asfortranarray(codes_train, dtype=np.float32)
+    x_test = np.asfortranarray(codes_test, dtype=np.float32)
+    jobs = [(x_train, factors_train[:, j], x_test, factors_test[:, j], int(seeds[j])) for j in used]
     # a multi-class GBT fits one tree per class and stage: cost ~ number of classes
     costs = [len(np.unique(factors_train[:, j])) for j in used]
     results = run_jobs(fit_factor_gbt, jobs, n_jobs=n_jobs, costs=costs)

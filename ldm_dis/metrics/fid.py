@@ -10,6 +10,7 @@ without a generator of images, the metric is skipped with a message saying what 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -24,7 +25,9 @@ WEIGHTS_ENV = "LDM_DIS_INCEPTION_WEIGHTS"
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) for means (p,) and covariances (p, p)."""
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # singular products are handled below
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         # singular product (fewer samples than features): regularize both, as pytorch-fid does
         offset = np.eye(len(mu1)) * 1e-6
@@ -47,7 +50,10 @@ class InceptionFeatures:
         if not os.path.isfile(weights):
             raise MetricSkipped(f"FID skipped: Inception weights file {weights!r} does not exist")
         try:
-            self.net = torch.jit.load(weights, map_location="cpu").eval()
+            with warnings.catch_warnings():
+                # the published detector is TorchScript; torch's deprecation notice is not the user's concern
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.net = torch.jit.load(weights, map_location="cpu").eval()
         except Exception as exc:  # any load failure means the file is not what we can use
             raise MetricSkipped(
                 f"FID skipped: {weights!r} is not a TorchScript Inception feature detector ({exc})"

@@ -90,7 +90,7 @@ def test_cli_evaluate_codes_writes_json_and_heatmaps(tmp_path, capsys):
              factor_names=np.array(ds.factor_names))
     out = tmp_path / "eval"
     rc = main(["evaluate", "--codes", str(codes_file), "--metrics", "infomec", "dci", "mig", "--fast",
-               "--jobs", "1", "--set", "dci.num_train=150", "--set", "dci.num_test=50", "--out", str(out)])
+               "--jobs", "1", "--set", "dci.num_train=150", "--set", "dci.num_test=50", "--set", "infomec.num_points=500", "--out", str(out)])
     assert rc == 0
     result = json.loads((out / "metrics.json").read_text())
     assert result["preset"] == "fast" and result["factor_names"] == ["colour", "size", "shape"]
