@@ -9,6 +9,7 @@ timestep embedding, a SpatialTransformer after each ResBlock of the levels whose
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import List, Optional, Sequence
 
@@ -19,6 +20,7 @@ from torch import nn
 from ldm_dis.models.attention import SpatialTransformer
 from ldm_dis.models.skip_dropout import SkipDropout, paper_levels
 
+log = logging.getLogger(__name__)
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding (B,) -> (B, dim), [cos | sin] as in openai/LDM."""
@@ -164,6 +166,9 @@ class UNet(nn.Module):
 
         self.level_factors = level_factors
         levels = paper_levels(level_factors, attention_downsample) if skip_dropout_levels is None else list(skip_dropout_levels)
+        if (skip_dropout > 0 or backbone_dropout > 0) and not set(levels) & set(level_factors):
+            # e.g. cross-attention at every level: the paper's rule leaves no skip to drop
+            log.warning("Skip Dropout is inactive: no level among %s is in skip_dropout_levels=%s", level_factors, levels)
         self.skip_dropout = SkipDropout(skip_dropout, levels, backbone_dropout)
 
     @classmethod

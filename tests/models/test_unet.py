@@ -158,3 +158,9 @@ def test_ema_tracks_with_warmup_and_copies_buffers():
     assert not any(p.requires_grad for p in ema.parameters())
     ema.train()
     assert not ema.shadow.training
+
+
+def test_skip_dropout_without_levels_is_reported(caplog):
+    with caplog.at_level("WARNING"):
+        unet = tiny_unet(attention_downsample=(1, 2))  # attention at every level: nothing to drop
+    assert unet.skip_dropout.levels == () and "Skip Dropout is inactive" in caplog.text
