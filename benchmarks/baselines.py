@@ -28,7 +28,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 # AE and FactorQVAE first: the sanity check of the whole chain is that FactorQVAE's DCI beats the AE's
 KINDS = ["ae", "factorqvae", "qvae", "qlae", "betavae", "factorvae", "betatcvae", "bioae", "dvae", "factordvae"]
-BEGIN, END = "<!-- baselines:begin -->", "<!-- baselines:end -->"
 
 
 class PlainAccelerator:
@@ -99,13 +98,13 @@ def run_one(kind: str, budget_s: float, runs_dir: Path, metrics, seed: int, dci_
     return row
 
 
-def table(rows, budget_s: float, command: str, dci_points: int) -> str:
+def table(rows, budget_s: float, command: str, dci_points: int, title: str = "") -> str:
     def get(row, metric, key):
         value = row["scores"].get(metric, {}).get(key)
         return "-" if value is None else f"{value:.3f}"
 
     lines = [
-        "## VAE-family baselines on synth-shapes3d (CPU)",
+        f"## VAE-family baselines on synth-shapes3d (CPU){title}",
         "",
         f"Command: `{command}`",
         "",
@@ -129,12 +128,13 @@ def table(rows, budget_s: float, command: str, dci_points: int) -> str:
     return "\n".join(lines)
 
 
-def write_results(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (between its markers), keeping everything else."""
-    block = f"{BEGIN}\n{section}\n{END}"
+def write_results(path: Path, section: str, name: str = "baselines") -> None:
+    """Replace this benchmark's section ``name`` of ``path`` (between its markers), keeping everything else."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{section}\n{end}"
     text = path.read_text() if path.exists() else "# Results\n"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +152,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dci-points", type=int, default=2000, help="DCI training points (test: half)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--section", default="baselines",
+                        help="name of the marked section of --results that this run replaces")
     parser.add_argument("--reuse", action="store_true",
                         help="take a baseline's row from <runs-dir>/<kind>/benchmark.json when it exists (resume a cut run)")
     args = parser.parse_args(argv)
@@ -168,9 +170,10 @@ def main(argv=None) -> int:
             row = run_one(kind, budget, Path(args.runs_dir), args.metrics, args.seed, args.dci_points)
         rows.append(row)
         print(json.dumps(row), flush=True)
-        section = table(rows, budget, command.strip(), args.dci_points)
+        title = f", {budget:.0f} s each" if args.section != "baselines" else ""
+        section = table(rows, budget, command.strip(), args.dci_points, title)
         if args.results:  # after every baseline, so an interrupted run still reports what it finished
-            write_results(Path(args.results), section)
+            write_results(Path(args.results), section, args.section)
     print(section)
     return 0
 
