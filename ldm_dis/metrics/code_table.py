@@ -10,6 +10,11 @@ Built from an ``.npz`` export (``codes`` (n, d) or (n, N, D), ``factors`` (n, F)
   factor's value.
 Vector units are reduced to scalars once, by a per-unit PCA fitted on the whole table. When several
 rows share one combination, the first is used.
+
+What each metric does with a table: DCI, MIG, SAP, modularity/explicitness, InfoMEC, TAD and
+downstream draw their points as above and read the rows' codes (a full table reproduces the
+protocol; a partial one samples its rows with replacement); FactorVAE builds its fixed-factor batches
+as above; FID needs images and a generator and is skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ldm_dis.errors import UserInputError
+from ldm_dis.metrics.sampling import hold_first_row_value
 from ldm_dis.metrics.units import scalar_codes
 
 
@@ -66,11 +72,9 @@ class CodeTable:
 
     def sample_fixed_factor_batches(self, fixed: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """Factor values (V, batch_size, F) of batches that share the value of factor ``fixed[v]``."""
-        if self.complete:
+        if self.complete:  # every combination exists: exactly the dataset's protocol
             factors = self.sample_factors(len(fixed) * batch_size, rng).reshape(len(fixed), batch_size, -1)
-            rows = np.arange(len(fixed))
-            factors[rows, :, fixed] = factors[rows, 0, fixed][:, None]
-            return factors
+            return hold_first_row_value(factors, fixed)
         out = np.empty((len(fixed), batch_size, self.factors.shape[1]), dtype=np.int64)
         anchors = rng.integers(len(self.factors), size=len(fixed))
         for v, (k, anchor) in enumerate(zip(fixed, anchors)):

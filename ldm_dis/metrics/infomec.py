@@ -43,6 +43,15 @@ def standardize(codes: np.ndarray) -> np.ndarray:
     return (codes - codes.mean(axis=0)) / np.where(std > 0, std, 1.0)
 
 
+def one_hot(codes: np.ndarray) -> np.ndarray:
+    """Discrete codes (n, d) -> concatenated one-hot columns (n, sum of distinct values per code)."""
+    blocks = []
+    for j in range(codes.shape[1]):
+        labels, k = relabel(codes[:, j])
+        blocks.append(np.eye(k)[labels])
+    return np.concatenate(blocks, axis=1)
+
+
 def _factor_mi_continuous(codes_std: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """k-NN MI (nats) of every standardized code column (n, d) with one factor (n,). Returns (d,)."""
     return mutual_info_classif(codes_std, y, discrete_features=False, n_neighbors=10, random_state=seed)
@@ -101,10 +110,7 @@ def infomec(codes: np.ndarray, factors: np.ndarray, discrete: Optional[bool] = N
     used = informative_factors(factors)
     pruned = nmi[np.ix_(used, active)]
     num_factors, num_active = int(used.sum()), int(active.sum())
-    if discrete:
-        features = np.concatenate([np.eye(relabel(codes[:, j])[1])[relabel(codes[:, j])[0]] for j in range(codes.shape[1])], axis=1)
-    else:
-        features = standardize(codes)
+    features = one_hot(codes) if discrete else standardize(codes)
     infoe = run_jobs(infoe_factor, [(features, factors[:, i]) for i in np.flatnonzero(used)], n_jobs=n_jobs)
     empty = num_factors == 0 or num_active == 0
     return {

@@ -79,7 +79,11 @@ def fixed_factor_batches(
     if hasattr(dataset, "sample_fixed_factor_batches"):
         return dataset.sample_fixed_factor_batches(fixed, batch_size, rng), fixed
     factors = np.asarray(dataset.sample_factors(num_batches * batch_size, rng), dtype=np.int64)
-    factors = factors.reshape(num_batches, batch_size, -1)
-    rows = np.arange(num_batches)
+    return hold_first_row_value(factors.reshape(num_batches, batch_size, -1), fixed), fixed
+
+
+def hold_first_row_value(factors: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """factors (V, B, F), fixed (V,): copy each batch's first-row value of its fixed factor to all rows."""
+    rows = np.arange(len(fixed))
     factors[rows, :, fixed] = factors[rows, 0, fixed][:, None]
-    return factors, fixed
+    return factors

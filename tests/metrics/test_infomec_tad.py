@@ -34,8 +34,8 @@ def test_discrete_codes_equal_to_factors_give_identity_nmi():
 
 
 def test_continuous_aligned_near_one_and_rotation_lower(shapes_like):
-    aligned = infomec_metric(shapes_like, AlignedCodes(6), np.random.default_rng(0), num_points=600, n_jobs=1)
-    rotated = infomec_metric(shapes_like, AlignedCodes(6, rotate=True), np.random.default_rng(0), num_points=600, n_jobs=1)
+    aligned = infomec_metric(shapes_like, AlignedCodes(6), np.random.default_rng(0), num_points=1000, n_jobs=1)
+    rotated = infomec_metric(shapes_like, AlignedCodes(6, rotate=True), np.random.default_rng(0), num_points=1000, n_jobs=1)
     assert aligned["infom"] > 0.9 and aligned["infoc"] > 0.9
     assert rotated["infom"] < aligned["infom"] - 0.3
     assert aligned["nmi"].shape == (6, 6)
