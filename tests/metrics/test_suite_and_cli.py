@@ -104,3 +104,22 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     np.savez(bad, codes=np.zeros((4, 2)))
     assert main(["evaluate", "--codes", str(bad), "--metrics", "mig"]) == 2
     assert "lacks ['factors']" in capsys.readouterr().err
+
+
+def test_cli_evaluate_checkpoint_uses_load_representation(tmp_path, monkeypatch):
+    import ldm_dis.training.export as export
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    seen = []
+
+    def fake_load(checkpoint):
+        seen.append(checkpoint)
+        return FactorImageDataset((3, 4, 2)), AlignedCodes(3)
+
+    monkeypatch.setattr(export, "load_representation", fake_load)
+    assert main(["evaluate", "--checkpoint", str(run_dir), "--metrics", "mig", "--jobs", "1",
+                 "--set", "mig.num_train=300"]) == 0
+    result = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert seen == [run_dir] and result["scores"]["mig"]["discrete_mig"] > 0.8
+    assert result["preset"] == "standard" and result["protocol_overrides"] == {"mig": {"num_train": 300}}
