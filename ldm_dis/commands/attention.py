@@ -53,7 +53,7 @@ def run(args) -> int:
     generated, maps = torch.cat(generated), torch.cat(maps)  # (B, 3, H, W), (B, N, H, W)
     path = out_path(args, "attention")
     save_attention_figure(path, generated, maps, labels, normalize=args.normalize,
-                          title=title_of(ldm, "cross-attention per unit", args))
+                          title=title_of(ldm, args, "cross-attention per unit"))
     raw = path.with_suffix(".npy")
     np.save(raw, maps.numpy().astype(np.float32))
     print(f"attention maps written to {path} (raw maps {tuple(maps.shape)} in {raw})")

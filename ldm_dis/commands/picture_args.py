@@ -60,9 +60,11 @@ def labels_for_units(ldm, args) -> Optional[List[str]]:
     return None if nmi is None else unit_labels(nmi, ldm.dataset.factor_names)
 
 
-def title_of(ldm, what: str, args=None) -> str:
-    """Short enough for a narrow grid: what, dataset, bottleneck, checkpoint step, DDIM steps."""
+def title_of(ldm, args=None, what: Optional[str] = None) -> str:
+    """"synth-shapes3d, dyga, step 300, DDIM 100", after ``what: `` when given. Grids go without ``what``: their
+    title is not wrapped and must fit over a few 64-pixel columns; their row labels say what they show."""
     name = ldm.checkpoint.name
     step = f"step {int(name[5:])}" if name.startswith("step_") and name[5:].isdigit() else name
     ddim = f", DDIM {args.steps}" if args is not None and hasattr(args, "steps") else ""
-    return f"{what}: {ldm.cfg.data.name}, {ldm.cfg.model.bottleneck.kind}, {step}{ddim}"
+    text = f"{ldm.cfg.data.name}, {ldm.cfg.model.bottleneck.kind}, {step}{ddim}"
+    return f"{what}: {text}" if what else text

@@ -44,7 +44,7 @@ def scatter(args) -> int:
     units = encode_in_batches(ldm.encode, images).numpy()  # (n, N, D)
     nmi = unit_factor_nmi(units, factors, seed=args.seed)
     path = save_unit_scatter(out_path(args, "scatter"), units, factors, ldm.dataset.factor_names, nmi,
-                             method=args.method, title=title_of(ldm, f"units over {len(units)} images", args),
+                             method=args.method, title=title_of(ldm, args, f"units over {len(units)} images"),
                              seed=args.seed)
     print(f"unit scatter written to {path}")
     return 0

@@ -52,7 +52,7 @@ def interchange(args) -> int:
     panels = latent_interchange(ldm.unet, ldm.scheduler, ldm.decode, units[:args.pairs], units[args.pairs:],
                                 ldm.noise(args.seed), steps=args.steps, eta=args.eta, batch_size=args.batch_size)
     path = save_interchange_grid(out_path(args, "interchange"), sources, targets, panels, labels,
-                                 title=title_of(ldm, "interchange", args))
+                                 title=title_of(ldm, args))
     print(f"interchange grid written to {path}")
     return 0
 
@@ -71,6 +71,6 @@ def interpolate(args) -> int:
                                   ldm.noise(args.seed), num=args.num, steps=args.steps, eta=args.eta,
                                   batch_size=args.batch_size)
     path = save_interpolation_grid(out_path(args, "interpolate"), first, second, strips,
-                                   title=title_of(ldm, "interpolation", args))
+                                   title=title_of(ldm, args))
     print(f"interpolation written to {path}")
     return 0
