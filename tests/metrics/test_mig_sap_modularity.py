@@ -60,7 +60,7 @@ def test_sap_equals_reference_on_same_codes():
     codes, factors = _arrays((3, 4), AlignedCodes(2), 600, 0)
     codes = _noisy(codes, 2)
     test_codes, test_factors = codes[400:], factors[400:]
-    ours = sap(codes[:400], factors[:400], test_codes, test_factors, n_jobs=1)["SAP_score"]
+    ours = sap(codes[:400], factors[:400], test_codes, test_factors)["SAP_score"]
     theirs = reference.sap_from_arrays(codes[:400].T, factors[:400].T, test_codes.T, test_factors.T)["SAP_score"]
     assert ours == pytest.approx(theirs, abs=1e-12)
 
