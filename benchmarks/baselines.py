@@ -108,12 +108,14 @@ def table(rows, budget_s: float, command: str, dci_points: int, title: str = "")
         "",
         f"Command: `{command}`",
         "",
-        f"Each baseline trained for about {budget_s:.0f} s of CPU time (steps set by timing a few steps first) on "
+        f"Each baseline trained for a budget of {budget_s:.0f} s of CPU time on "
         "synth-shapes3d at 32x32, batch 64, with `configs/baselines/cpu_<kind>.yaml` (the published Shapes3D "
         f"weights), then scored from its checkpoint with the fast metric protocol (seed 0; DCI on {dci_points} "
         f"train / {dci_points // 2} test points). MSE: eval-mode "
-        "reconstruction, pixels in [0, 1]. A short CPU run, not the papers' 100k GPU steps: compare the "
-        "baselines with each other, not with the published numbers.",
+        "reconstruction, pixels in [0, 1]. The budget becomes a step count by timing a few steps first (at "
+        "least 50 steps); `train s` is the measured wall time, which departs from the budget when the load "
+        "of a shared machine changes between the timing and the run. A short CPU run, not the papers' 100k "
+        "GPU steps: compare the baselines with each other, not with the published numbers.",
         "",
         "| model | steps | train s | MSE | DCI D | DCI C | DCI I (test) | FactorVAE (eval) | MIG | InfoM | InfoC | InfoE |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
