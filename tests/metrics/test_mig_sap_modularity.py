@@ -76,7 +76,7 @@ def test_modularity_by_hand():
 def test_modularity_explicitness_equal_reference_on_same_codes():
     codes, factors = _arrays((3, 5, 2), AlignedCodes(3), 800, 0)
     codes = _noisy(codes, 3)
-    ours = modularity_explicitness(codes[:500], factors[:500], codes[500:], factors[500:], n_jobs=1)
+    ours = modularity_explicitness(codes[:500], factors[:500], codes[500:], factors[500:])
     theirs = reference.modularity_from_arrays(codes[:500].T, factors[:500].T, codes[500:].T, factors[500:].T)
     for key in ("modularity_score", "explicitness_score_train", "explicitness_score_test"):
         assert ours[key] == pytest.approx(theirs[key], abs=1e-9)
@@ -85,5 +85,5 @@ def test_modularity_explicitness_equal_reference_on_same_codes():
 def test_modularity_explicitness_degenerate_inputs_stay_finite():
     codes, factors = _arrays((3, 1, 4), AlignedCodes(3), 400, 0)
     codes = np.concatenate([codes, np.ones((400, 1)), codes[:, :1]], axis=1)  # constant and duplicated
-    out = modularity_explicitness(codes, factors, codes, factors, n_jobs=1)
+    out = modularity_explicitness(codes, factors, codes, factors)
     assert all(np.isfinite(out[k]) for k in ("modularity_score", "explicitness_score_train", "explicitness_score_test"))
