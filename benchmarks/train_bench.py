@@ -160,14 +160,27 @@ def bench_references(args, rows: list) -> None:
     if args.compile_reference:
         compiled = torch.compile(ours)
         candidates.insert(1, ("our U-Net, torch.compile", lambda: compiled(x, t, ctx), ours))
+    steps = {}
     for name, fwd, module in candidates:
-        def step():
+        def step(fwd=fwd, module=module):
             with autocast():
                 out = fwd()
             out.float().square().mean().backward()
             module.zero_grad(set_to_none=True)
 
-        sec = timed(step, args.repeats, 3 if "compile" in name else 2, dev)
+        for _ in range(3 if "compile" in name else 2):  # warm-up (and compilation)
+            step()
+        steps[name] = step
+    # interleaved rounds: on a shared machine the load drifts; every candidate sees the same drift
+    times = {name: [] for name in steps}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            sync(dev)
+            times[name].append(time.perf_counter() - start)
+    for name, fwd, module in candidates:
+        sec = sorted(times[name])[len(times[name]) // 2]
         n = sum(p.numel() for p in module.parameters())
         rows.append(("paper", f"U-Net fwd+bwd: {name}", batch, f"{batch / sec:.1f}", f"{n / 1e6:.1f}M params"))
 
