@@ -17,7 +17,7 @@ main process (:func:`broadcast_buffers`), which is what DDP computes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,37 +31,8 @@ from ldm_dis.models.feature_extractor import FeatureExtractor
 from ldm_dis.models.unet import UNet
 from ldm_dis.models.vqgan import load_first_stage
 from ldm_dis.sampling.ddim import ddim_sample
-
-
-def average_gradients(params: List[nn.Parameter], accelerator) -> None:
-    """Mean of each gradient over processes (no-op on one process); parameters without a gradient count as 0."""
-    if accelerator is None or accelerator.num_processes == 1 or not params:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1).float() for g in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= accelerator.num_processes
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype)
-        offset += n
-
-
-def broadcast_buffers(module: nn.Module, accelerator) -> None:
-    """Copy the main process's buffers (BatchNorm running statistics) to every process, as DDP does."""
-    if accelerator is None or accelerator.num_processes == 1:
-        return
-    for buf in module.buffers():
-        torch.distributed.broadcast(buf, src=0)
-
-
-def interleave_rows(originals: torch.Tensor, outputs: torch.Tensor, per_row: int = 8) -> torch.Tensor:
-    """Picture layout: a row of up to ``per_row`` originals, then the row of their outputs, and so on."""
-    rows = []
-    for i in range(0, len(originals), per_row):
-        rows += [originals[i : i + per_row], outputs[i : i + per_row]]
-    return torch.cat(rows)
+from ldm_dis.training.distributed import average_gradients, broadcast_buffers
+from ldm_dis.viz.grids import interleave_rows
 
 
 class LDMTask:

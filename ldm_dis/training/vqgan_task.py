@@ -18,7 +18,8 @@ from torch import nn
 from ldm_dis.models.perceptual import build_perceptual
 from ldm_dis.models.vqgan import FirstStage
 from ldm_dis.models.vqgan_loss import VQGANLoss
-from ldm_dis.training.ldm_task import average_gradients, broadcast_buffers, interleave_rows
+from ldm_dis.training.distributed import average_gradients, broadcast_buffers
+from ldm_dis.viz.grids import interleave_rows
 
 
 def psnr(mse: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:

@@ -89,3 +89,11 @@ def save_image_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images, nrow, row_labels, col_labels, title).save(path)
     return path
+
+
+def interleave_rows(originals: torch.Tensor, outputs: torch.Tensor, per_row: int = 8) -> torch.Tensor:
+    """Picture layout: a row of up to ``per_row`` originals, then the row of their outputs, and so on."""
+    rows = []
+    for i in range(0, len(originals), per_row):
+        rows += [originals[i : i + per_row], outputs[i : i + per_row]]
+    return torch.cat(rows)
