@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ldm_dis.viz.figures import save_figure
 from ldm_dis.viz.grids import to_uint8
 
 _ALPHA = 0.6  # weight of the heat map in the blend; the image stays recognisable underneath
@@ -78,8 +79,4 @@ def save_attention_figure(path: str | Path, images: torch.Tensor, maps: torch.Te
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.95 if title else 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -16,6 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ldm_dis.viz.figures import save_figure
+
 _NOT_CURVES = {"step", "time", "epoch", "epoch_end"}  # bookkeeping fields of a record, not measurements
 _UNIT_SUFFIX = re.compile(r"_unit\d+$")
 _LAST = ("lr", "images_per_s")  # training conditions, drawn after the loss terms
@@ -75,8 +77,4 @@ def save_loss_curves(path: str | Path, records: Sequence[dict], title: Optional[
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(pad=0.4, rect=(0, 0, 1, 0.95 if title else 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

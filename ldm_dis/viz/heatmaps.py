@@ -7,6 +7,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ldm_dis.viz.figures import save_figure
+
 
 def draw_heatmap(
     matrix: np.ndarray,
@@ -43,7 +45,4 @@ def draw_heatmap(
                 ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6, color=colour)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

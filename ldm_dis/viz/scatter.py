@@ -15,6 +15,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from ldm_dis.viz.figures import save_figure
+
 
 def project_2d(features: np.ndarray, method: str = "auto", seed: int = 0) -> Tuple[np.ndarray, str]:
     """features (n, D) -> (coordinates (n, 2), the method used). method: auto (PaCMAP if installed) | pacmap | pca.
@@ -79,8 +81,4 @@ def save_unit_scatter(path: str | Path, units: np.ndarray, factors: np.ndarray, 
     fig.suptitle((title + "\n" if title else "") + f"each factor's best unit, {used} projection, coloured by factor value",
                  fontsize=8)
     fig.tight_layout(pad=0.4, rect=(0, 0, 1, 0.93 if title else 0.96))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
