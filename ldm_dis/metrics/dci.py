@@ -6,19 +6,22 @@ disentanglement = sum_i rho_i (1 - H_F(P_i.)) with P_i. = R_i. / sum_j R_ij, rho
 the entropy in base F (#factors); completeness the same per factor with base d (#codes);
 informativeness = mean train / test accuracy. Entropies add 1e-11 to every entry, as the reference
 does, so an all-zero row is a uniform distribution (score 0) rather than a NaN.
-The per-factor classifiers are independent: they run in parallel worker processes, each with its
-own seed, so the parallel numbers equal the serial ones.
+The per-factor classifiers are independent, each with its own seed; their boosting loops run in
+threads that share one pool of tree workers (one per core), so every core fits trees until the last
+stage of the last factor (``metrics/gbt.py``). The fitted classifiers are sklearn's, bit for bit, so
+the parallel numbers equal the serial ones.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingClassifier
 
+from ldm_dis.metrics.gbt import PooledGradientBoostingClassifier
 from ldm_dis.metrics.information import informative_factors
-from ldm_dis.metrics.parallel import run_jobs
+from ldm_dis.metrics.parallel import resolve_jobs
 from ldm_dis.metrics.sampling import RepresentationFn, sample_codes
 from ldm_dis.metrics.units import scalar_codes
 
@@ -46,13 +49,16 @@ def completeness(importance: np.ndarray) -> float:
     return disentanglement(importance.T)
 
 
-def fit_factor_gbt(x_train, y_train, x_test, y_test, seed: int) -> tuple[np.ndarray, float, float]:
+def fit_factor_gbt(x_train, y_train, x_test, y_test, seed: int,
+                   tree_pool: Optional[Executor] = None) -> tuple[np.ndarray, float, float]:
     """One factor's classifier. x: (n, d), y: (n,). Returns (|importances| (d,), train acc, test acc).
 
     ``random_state`` is set because sklearn's trees permute features at random to break ties
     between equally good splits; the reference left it unset (same distribution, unreproducible).
+    ``tree_pool``: where the trees of each boosting stage are fitted (None: in this thread).
     """
-    model = GradientBoostingClassifier(random_state=seed)
+    model = PooledGradientBoostingClassifier(random_state=seed)
+    model.tree_pool = tree_pool
     model.fit(x_train, y_train)
     train_acc = float(np.mean(model.predict(x_train) == y_train))
     test_acc = float(np.mean(model.predict(x_test) == y_test))
@@ -67,13 +73,19 @@ def importance_gbt(codes_train, factors_train, codes_test, factors_test, seeds, 
     d, num_factors = codes_train.shape[1], factors_train.shape[1]
     used = np.flatnonzero(informative_factors(factors_train))
     # trees read X as float32 anyway; converting once (column-major, for the splitter's per-feature
-    # scans) saves each job the copy and halves what is sent to the workers; the numbers are unchanged
+    # scans) saves each classifier the copy; the numbers are unchanged
     x_train = np.asfortranarray(codes_train, dtype=np.float32)
     x_test = np.asfortranarray(codes_test, dtype=np.float32)
     jobs = [(x_train, factors_train[:, j], x_test, factors_test[:, j], int(seeds[j])) for j in used]
-    # a multi-class GBT fits one tree per class and stage: cost ~ number of classes
-    costs = [len(np.unique(factors_train[:, j])) for j in used]
-    results = run_jobs(fit_factor_gbt, jobs, n_jobs=n_jobs, costs=costs)
+    workers = resolve_jobs(n_jobs)
+    if workers <= 1 or not jobs:
+        results = [fit_factor_gbt(*job) for job in jobs]
+    else:
+        # one boosting loop per factor (cheap Python between stages), all feeding one pool of tree
+        # workers (the GIL-free work): the cores stay busy whatever the factors' class counts
+        with ThreadPoolExecutor(workers, thread_name_prefix="dci-tree") as trees, \
+                ThreadPoolExecutor(len(jobs), thread_name_prefix="dci-factor") as loops:
+            results = list(loops.map(lambda job: fit_factor_gbt(*job, tree_pool=trees), jobs))
     importance = np.zeros((d, num_factors))
     train_acc = np.full(num_factors, np.nan)
     test_acc = np.full(num_factors, np.nan)

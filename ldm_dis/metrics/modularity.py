@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.multiclass import OneVsRestClassifier
 
 from ldm_dis.metrics.information import histogram_discretize, informative_factors, mutual_info_matrix
+from ldm_dis.metrics.parallel import run_threads
 from ldm_dis.metrics.sampling import RepresentationFn, sample_codes
 from ldm_dis.metrics.units import scalar_codes
 
@@ -58,7 +59,8 @@ def explicitness_factor(x_train, y_train, x_test, y_test) -> tuple[float, float]
     )
 
 
-def modularity_explicitness(codes_train, factors_train, codes_test, factors_test, num_bins: int = 20) -> dict:
+def modularity_explicitness(codes_train, factors_train, codes_test, factors_test, num_bins: int = 20,
+                            n_jobs: Optional[int] = -1) -> dict:
     """On precomputed codes (n, d) and factors (n, F). Returns modularity_score,
     explicitness_score_train, explicitness_score_test and mutual_info (d, F).
     Factors with one value are left out of both scores."""
@@ -67,9 +69,11 @@ def modularity_explicitness(codes_train, factors_train, codes_test, factors_test
     mean, std = codes_train.mean(axis=0), codes_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)  # a constant code standardizes to 0 instead of NaN
     x_train, x_test = (codes_train - mean) / std, (codes_test - mean) / std
-    # serial: the F logistic regressions take under two CPU seconds at the standard sizes, less than
-    # handing the data to worker processes costs (measured in benchmarks/metrics_bench.py)
-    aucs = np.array([explicitness_factor(x_train, factors_train[:, j], x_test, factors_test[:, j]) for j in used])
+    # threads, not processes: the F logistic regressions (liblinear, GIL released) take under two CPU
+    # seconds at the standard sizes, less than handing the data to worker processes would cost
+    jobs = [(x_train, factors_train[:, j], x_test, factors_test[:, j]) for j in used]
+    costs = [len(np.unique(factors_train[:, j])) for j in used]  # one regression per class
+    aucs = np.array(run_threads(explicitness_factor, jobs, n_jobs=n_jobs, costs=costs))
     aucs = aucs.reshape(-1, 2)
     return {
         "modularity_score": modularity_from_mi(m[:, used]) if len(used) else 0.0,
@@ -86,9 +90,10 @@ def modularity_metric(
     num_train: int = 10_000,
     num_test: int = 5_000,
     num_bins: int = 20,
+    n_jobs: Optional[int] = -1,
 ) -> dict:
     """Sample the protocol's train and test points and score them."""
     raw_train, factors_train = sample_codes(dataset, representation_fn, num_train, rng)
     raw_test, factors_test = sample_codes(dataset, representation_fn, num_test, rng)
     codes_train, codes_test = scalar_codes(raw_train, raw_test)
-    return modularity_explicitness(codes_train, factors_train, codes_test, factors_test, num_bins)
+    return modularity_explicitness(codes_train, factors_train, codes_test, factors_test, num_bins, n_jobs=n_jobs)
