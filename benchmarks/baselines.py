@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import time
@@ -24,37 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import seconds_per_step, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 # AE and FactorQVAE first: the sanity check of the whole chain is that FactorQVAE's DCI beats the AE's
 KINDS = ["ae", "factorqvae", "qvae", "qlae", "betavae", "factorvae", "betatcvae", "bioae", "dvae", "factordvae"]
-
-
-class PlainAccelerator:
-    """Enough of Accelerate for timing steps outside the trainer."""
-
-    def backward(self, loss):
-        loss.backward()
-
-    def clip_grad_norm_(self, params, max_norm):
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-
-
-def seconds_per_step(cfg, dataset, repeats: int = 4) -> float:
-    """Wall time of one step (rendering a batch + training_step), median of ``repeats`` after a warm-up."""
-    from ldm_dis.training.tasks import build_task
-
-    torch.manual_seed(0)
-    task = build_task(cfg, dataset)
-    rng = np.random.default_rng(0)
-    times = []
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        idx = rng.choice(len(dataset), cfg.train.batch_size, replace=False)
-        images = torch.stack([dataset[int(j)][0] for j in idx])
-        task.training_step(images, None, i, PlainAccelerator())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times[1:]))
 
 
 def reconstruction_mse(task, dataset, count: int = 512, seed: int = 0) -> float:
@@ -128,19 +101,6 @@ def table(rows, budget_s: float, command: str, dci_points: int, title: str = "")
             f"{get(r, 'infomec', 'infoc')} | {get(r, 'infomec', 'infoe')} |"
         )
     return "\n".join(lines)
-
-
-def write_results(path: Path, section: str, name: str = "baselines") -> None:
-    """Replace this benchmark's section ``name`` of ``path`` (between its markers), keeping everything else."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    block = f"{begin}\n{section}\n{end}"
-    text = path.read_text() if path.exists() else "# Results\n"
-    if begin in text and end in text:
-        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def main(argv=None) -> int:

@@ -26,6 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import StepAccelerator  # noqa: E402
+
 from ldm_dis.config.loading import load_config  # noqa: E402
 from ldm_dis.models.unet import UNet  # noqa: E402
 from ldm_dis.models.vqgan import FirstStage  # noqa: E402
@@ -54,31 +56,6 @@ def timed(fn, repeats: int, warmup: int, device) -> float:
     return sorted(times)[len(times) // 2]
 
 
-class _Acc:
-    """The parts of an accelerate.Accelerator a task uses in a step, on one device without wrappers."""
-
-    def __init__(self, device, bf16):
-        self.device, self.bf16 = device, bf16
-        self.num_processes, self.is_main_process = 1, True
-
-    def autocast(self):
-        if self.bf16:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def backward(self, loss):
-        loss.backward()
-
-    def prepare_optimizer(self, opt):
-        return opt
-
-    def gather(self, x):
-        return x
-
-    def clip_grad_norm_(self, params, norm):
-        return torch.nn.utils.clip_grad_norm_(params, norm)
-
-
 def build_task(size: str, args, tmp: Path) -> LDMTask:
     cfg = load_config(SIZES[size], ["model.bottleneck.kind=none", f"train.channels_last={args.channels_last}",
                                     f"train.compile={args.compile}"])
@@ -88,7 +65,7 @@ def build_task(size: str, args, tmp: Path) -> LDMTask:
     path = tmp / f"{size}_first_stage.safetensors"
     save_file({k: v.contiguous() for k, v in first.state_dict().items()}, str(path))
     task = LDMTask(cfg, None, first_stage_path=path)
-    task.prepare(_Acc(args.device, args.bf16))
+    task.prepare(StepAccelerator(args.device, args.bf16))
     return task
 
 
