@@ -48,6 +48,9 @@ class FirstStageConfig:
     checkpoint: Optional[str] = None  # reuse this first stage (ours or a taming .ckpt); None = train it in run.dir
     embed_dim: int = 3
     n_embed: int = 2048
+    # "uniform": taming's init, U(-1/n_embed, 1/n_embed); "data": the entries are encoder outputs of the
+    # first training batch (drawn at random), so every code starts where the latents are; for short schedules
+    codebook_init: str = "uniform"
     base_channels: int = 32
     channel_mult: List[int] = field(default_factory=lambda: [1, 2, 4])
     num_res_blocks: int = 2

@@ -11,7 +11,7 @@ module, so it travels in every checkpoint that holds the first stage and is neve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from diffusers import VQModel
@@ -91,6 +91,20 @@ class FirstStage(nn.Module):
         """Nearest codebook entries: (z_q (same shape as h), codebook+commitment loss (scalar), indices)."""
         z_q, loss, (_, _, indices) = self.vq.quantize(h)
         return z_q, loss, indices
+
+    @torch.no_grad()
+    def init_codebook_from(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> None:
+        """Set the codebook to encoder outputs of images ``x`` (B, 3, H, W), drawn at random without
+        replacement (with replacement when there are fewer latent vectors than codes)."""
+        h = self.encode(x)
+        vectors = h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])
+        weight = self.vq.quantize.embedding.weight
+        n = weight.shape[0]
+        if len(vectors) >= n:
+            pick = torch.randperm(len(vectors), generator=generator)[:n]
+        else:
+            pick = torch.randint(len(vectors), (n,), generator=generator)
+        weight.copy_(vectors[pick].to(weight.dtype))
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         """Pre-quantization latent (B, embed_dim, h, w) -> image (B, 3, h*f, w*f); quantizes first."""

@@ -31,3 +31,10 @@ def broadcast_buffers(module: nn.Module, accelerator) -> None:
         return
     for buf in module.buffers():
         torch.distributed.broadcast(buf, src=0)
+
+
+def broadcast_tensor(tensor: torch.Tensor, accelerator) -> None:
+    """Overwrite ``tensor`` on every process with the main process's copy (no-op on one process)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return
+    torch.distributed.broadcast(tensor, src=0)

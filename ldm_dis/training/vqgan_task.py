@@ -1,6 +1,7 @@
 """The VQ-GAN first stage as a training task (SPEC 2.1, paper Table 7).
 
-One step: reconstruct, update the autoencoder on L1 [+ perceptual] + codebook + adaptive-weighted GAN
+``first_stage.codebook_init=data`` sets the codebook from the encoder outputs of the first batch (on
+the main process, then shared) before the first step. One step: reconstruct, update the autoencoder on L1 [+ perceptual] + codebook + adaptive-weighted GAN
 loss (Adam, betas (0.5, 0.9), lr = first_stage.lr x batch size as in taming), then update the patch
 discriminator on the hinge loss. Logs reconstruction MSE and PSNR; pictures are reconstructions.
 Like :mod:`ldm_dis.training.ldm_task`, modules are not DDP-wrapped: the discriminator is used in both
@@ -15,10 +16,11 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ldm_dis.errors import UserInputError
 from ldm_dis.models.perceptual import build_perceptual
 from ldm_dis.models.vqgan import FirstStage
 from ldm_dis.models.vqgan_loss import VQGANLoss
-from ldm_dis.training.distributed import average_gradients, broadcast_buffers
+from ldm_dis.training.distributed import average_gradients, broadcast_buffers, broadcast_tensor
 from ldm_dis.viz.grids import interleave_rows
 
 
@@ -30,6 +32,8 @@ def psnr(mse: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
 class VQGANTask:
     def __init__(self, cfg, dataset=None):
         fs = cfg.model.first_stage
+        if fs.codebook_init not in ("uniform", "data"):
+            raise UserInputError(f"model.first_stage.codebook_init={fs.codebook_init!r}: expected 'uniform' or 'data'")
         self.cfg = cfg
         self.first_stage = FirstStage.from_config(fs)
         self.loss = VQGANLoss(
@@ -67,6 +71,10 @@ class VQGANTask:
 
     def training_step(self, images, factors, step, accelerator) -> Dict[str, torch.Tensor]:
         acc = accelerator
+        if step == 0 and self.cfg.model.first_stage.codebook_init == "data":
+            # step 0 comes once per run: a resumed run starts later, with its codebook in the checkpoint
+            self.first_stage.init_codebook_from(images, torch.Generator().manual_seed(self.cfg.train.seed))
+            broadcast_tensor(self.first_stage.vq.quantize.embedding.weight.data, acc)
         self.first_stage.train()
         self.loss.train()
         with acc.autocast():

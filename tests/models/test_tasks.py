@@ -189,3 +189,28 @@ def test_dyga_fits_at_epoch_end_through_the_trainer(first_stage_file, dataset, t
     assert (task.bottleneck.weights > 0).sum(1).min() >= 1  # every unit has an anchor
     units = task.encode(torch.stack([dataset[i][0] for i in range(2)]))
     assert units.shape == (2, 3, 8) and torch.isfinite(units).all()
+
+
+def test_codebook_init_from_data_puts_every_code_on_an_encoder_output(dataset, tmp_path):
+    cfg = tiny_cfg(tmp_path, kind="vqgan")
+    cfg.model.first_stage.codebook_init = "data"
+    torch.manual_seed(0)
+    task = VQGANTask(cfg, dataset)
+    images = torch.stack([dataset[i][0] for i in range(4)])
+    latents = task.first_stage.encode(images).detach()
+    vectors = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])  # 4 x 8 x 8 = 256 >= 16 codes
+    task.training_step(images, None, step=0, accelerator=Accelerator(cpu=True))
+    codebook = task.first_stage.vq.quantize.embedding.weight.detach()
+    # one Adam step (lr 1.8e-5) later, every code is still on one of the batch's latent vectors
+    assert torch.cdist(codebook, vectors).min(dim=1).values.max() < 1e-3
+    assert len(torch.unique(codebook, dim=0)) == len(codebook)
+    assert codebook.abs().max() > 2.0 / len(codebook)  # outside the uniform init's range
+    uniform = VQGANTask(tiny_cfg(tmp_path, kind="vqgan"), dataset).first_stage.vq.quantize.embedding.weight
+    assert uniform.abs().max() <= 1.0 / len(uniform)  # taming's init stays the default
+
+
+def test_codebook_init_rejects_unknown_value(dataset, tmp_path):
+    cfg = tiny_cfg(tmp_path, kind="vqgan")
+    cfg.model.first_stage.codebook_init = "kmeans"
+    with pytest.raises(UserInputError, match="codebook_init='kmeans'"):
+        VQGANTask(cfg, dataset)
