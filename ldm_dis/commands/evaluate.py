@@ -99,7 +99,7 @@ def run(args) -> int:
 
     preset = "fast" if args.fast else "standard"
     sizes = "; ".join(f"{n}: {FAST_PROTOCOL[n]}" for n in names) if args.fast else "published protocol sizes"
-    print(f"preset: {preset} ({sizes})")
+    print(f"preset: {preset} ({sizes})" + (f"; overridden by --set: {protocol}" if protocol else ""))
     result = evaluate(dataset, representation_fn, names, seed=args.seed, fast=args.fast,
                       n_jobs=args.jobs, protocol=protocol)
     result["source"] = {"checkpoint": args.checkpoint, "codes": args.codes}
