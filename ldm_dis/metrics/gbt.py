@@ -37,8 +37,9 @@ _RAND_R_MAX = 2147483647  # sklearn/tree/_utils.pxd: the bound of the splitter's
 _STAGE_PARAMS = ["self", "i", "X", "y", "raw_predictions", "sample_weight", "sample_mask", "random_state",
                  "X_csc", "X_csr"]
 _SUPPORTED = (
-    _update_terminal_regions is not None
+    _update_terminal_regions is not None  # module-level since sklearn 1.4, with the sklearn._loss losses used below
     and list(inspect.signature(GradientBoostingClassifier._fit_stage).parameters) == _STAGE_PARAMS
+    and list(inspect.signature(_update_terminal_regions).parameters)[:4] == ["loss", "tree", "X", "y"]
 )
 
 
