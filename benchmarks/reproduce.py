@@ -63,6 +63,7 @@ from _common import StepAccelerator, seconds_per_step, write_results
 from tqdm import tqdm
 
 from ldm_dis.config.loading import CONFIG_DIR, config_to_dict, load_config
+from ldm_dis.metrics.parallel import resolve_jobs  # the cores this process may use
 from ldm_dis.training.tasks import BASELINE_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -389,13 +390,9 @@ def run_line(row: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------- main
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def machine() -> str:
     device = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-    return f"{available_cores()} CPU cores ({platform.machine()}), {device}"
+    return f"{resolve_jobs(-1)} CPU cores ({platform.machine()}), {device}"
 
 
 def parse_args(argv):
@@ -446,7 +443,7 @@ def main(argv=None) -> int:
     if args.jobs < 1:
         raise SystemExit("--jobs must be at least 1")
     budget = 0.0 if args.steps_from_config else args.budget_s
-    threads = args.threads or (1 if args.jobs > 1 else available_cores())
+    threads = args.threads or (1 if args.jobs > 1 else resolve_jobs(-1))
     torch.set_num_threads(threads)  # the first stage and the step timings run as the runs will
     runs_dir = Path(args.runs_dir)
 

@@ -14,8 +14,8 @@ any split of whole factors over two cores leaves one core idle for 1/57 of the w
 15-class factor alone is half the critical path of a factor-level split. Sharing one pool of tree
 workers between the factors' boosting loops keeps every core busy until the last stage.
 
-This overrides sklearn's private ``_fit_stage``. Where its signature or the estimator's settings differ
-from what is handled here (subsampling, sparse input, a non-default init), the stock method runs.
+This overrides sklearn's private ``_fit_stage``. Where its signature differs from the one handled here,
+or with subsampling or sparse input, the stock method runs.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.multiclass import OneVsRestClassifier
 
 from ldm_dis.metrics.information import histogram_discretize, informative_factors, mutual_info_matrix
-from ldm_dis.metrics.parallel import run_threads
+from ldm_dis.metrics.parallel import run_jobs
 from ldm_dis.metrics.sampling import RepresentationFn, sample_codes
 from ldm_dis.metrics.units import scalar_codes
 
@@ -73,8 +73,7 @@ def modularity_explicitness(codes_train, factors_train, codes_test, factors_test
     # seconds at the standard sizes, less than handing the data to worker processes would cost
     jobs = [(x_train, factors_train[:, j], x_test, factors_test[:, j]) for j in used]
     costs = [len(np.unique(factors_train[:, j])) for j in used]  # one regression per class
-    aucs = np.array(run_threads(explicitness_factor, jobs, n_jobs=n_jobs, costs=costs))
-    aucs = aucs.reshape(-1, 2)
+    aucs = np.array(run_jobs(explicitness_factor, jobs, n_jobs=n_jobs, costs=costs, threads=True)).reshape(-1, 2)
     return {
         "modularity_score": modularity_from_mi(m[:, used]) if len(used) else 0.0,
         "explicitness_score_train": float(np.nanmean(aucs[:, 0])) if len(used) else 0.0,

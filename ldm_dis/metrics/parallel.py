@@ -2,7 +2,7 @@
 
 Each job gets all it needs as arguments (data and its own integer seed), so the result does not
 depend on which process or thread runs it or in what order: the parallel result equals the serial one.
-``run_jobs`` uses worker processes (for Python-heavy jobs); ``run_threads`` uses threads, for jobs whose
+``run_jobs`` uses worker processes (for Python-heavy jobs), or threads (``threads=True``) for jobs whose
 time is spent in code that releases the GIL (liblinear, sklearn's tree builder), where handing the data
 to another process would cost more than the job.
 """
@@ -31,8 +31,10 @@ def run_jobs(
     jobs: Sequence[tuple],
     n_jobs: Optional[int] = -1,
     costs: Optional[Sequence[float]] = None,
+    threads: bool = False,
 ) -> list:
-    """Return ``[fn(*job) for job in jobs]``, computed in ``n_jobs`` worker processes.
+    """Return ``[fn(*job) for job in jobs]``, computed in ``n_jobs`` worker processes, or threads of this
+    process with ``threads=True``.
 
     costs: optional relative cost of each job; the costliest start first (longest-processing-time
     scheduling), so two cores finish together instead of one waiting on the 15-class factor.
@@ -40,38 +42,17 @@ def run_jobs(
     workers = min(resolve_jobs(n_jobs), len(jobs))
     if workers <= 1:
         return [fn(*job) for job in jobs]
-    order = _costliest_first(len(jobs), costs)
-    results = Parallel(n_jobs=workers, backend="loky", batch_size=1, pre_dispatch="all")(
-        delayed(fn)(*jobs[i]) for i in order
-    )
-    return _in_job_order(order, results)
-
-
-def run_threads(
-    fn: Callable[..., Any],
-    jobs: Sequence[tuple],
-    n_jobs: Optional[int] = -1,
-    costs: Optional[Sequence[float]] = None,
-) -> list:
-    """Return ``[fn(*job) for job in jobs]``, computed by ``n_jobs`` threads of this process."""
-    workers = min(resolve_jobs(n_jobs), len(jobs))
-    if workers <= 1:
-        return [fn(*job) for job in jobs]
-    order = _costliest_first(len(jobs), costs)
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda i: fn(*jobs[i]), order))
-    return _in_job_order(order, results)
-
-
-def _costliest_first(count: int, costs: Optional[Sequence[float]]) -> list[int]:
-    order = list(range(count))
+    order = list(range(len(jobs)))
     if costs is not None:
         order.sort(key=lambda i: -costs[i])
-    return order
-
-
-def _in_job_order(order: list[int], results: list) -> list:
-    out: list = [None] * len(order)
+    if threads:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(lambda i: fn(*jobs[i]), order))
+    else:
+        results = Parallel(n_jobs=workers, backend="loky", batch_size=1, pre_dispatch="all")(
+            delayed(fn)(*jobs[i]) for i in order
+        )
+    out: list = [None] * len(jobs)
     for i, result in zip(order, results):
         out[i] = result
     return out

@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from ldm_dis.metrics.information import informative_factors
-from ldm_dis.metrics.parallel import run_threads
+from ldm_dis.metrics.parallel import run_jobs
 from ldm_dis.metrics.sampling import RepresentationFn, sample_codes
 from ldm_dis.metrics.units import scalar_codes
 
@@ -48,7 +48,7 @@ def sap_from_scores(score_matrix: np.ndarray) -> float:
 def sap(codes_train, factors_train, codes_test, factors_test, n_jobs: Optional[int] = -1) -> dict:
     """SAP on precomputed codes (n, d) and factors (n, F). Returns SAP_score and score_matrix (d, F)."""
     jobs = [(codes_train[:, i], factors_train, codes_test[:, i], factors_test) for i in range(codes_train.shape[1])]
-    score_matrix = np.stack(run_threads(code_scores, jobs, n_jobs=n_jobs))
+    score_matrix = np.stack(run_jobs(code_scores, jobs, n_jobs=n_jobs, threads=True))
     return {"SAP_score": sap_from_scores(score_matrix), "score_matrix": score_matrix}
 
 

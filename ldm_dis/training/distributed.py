@@ -27,10 +27,8 @@ def average_gradients(params: List[nn.Parameter], accelerator) -> None:
 
 def broadcast_buffers(module: nn.Module, accelerator) -> None:
     """Copy the main process's buffers (BatchNorm running statistics) to every process, as DDP does."""
-    if accelerator is None or accelerator.num_processes == 1:
-        return
     for buf in module.buffers():
-        torch.distributed.broadcast(buf, src=0)
+        broadcast_tensor(buf, accelerator)
 
 
 def broadcast_tensor(tensor: torch.Tensor, accelerator) -> None:

@@ -1,11 +1,12 @@
 """The VQ-GAN first stage as a training task (SPEC 2.1, paper Table 7).
 
-``first_stage.codebook_init=data`` sets the codebook from the encoder outputs of the first batch (on
-the main process, then shared) before the first step. One step: reconstruct, update the autoencoder on L1 [+ perceptual] + codebook + adaptive-weighted GAN
-loss (Adam, betas (0.5, 0.9), lr = first_stage.lr x batch size as in taming), then update the patch
-discriminator on the hinge loss. Logs reconstruction MSE and PSNR; pictures are reconstructions.
-Like :mod:`ldm_dis.training.ldm_task`, modules are not DDP-wrapped: the discriminator is used in both
-updates of a step; gradients are averaged explicitly.
+``first_stage.codebook_init=data`` sets the codebook from the encoder outputs of the first batch before
+the first step (the main process's codebook, broadcast to the others). One step: reconstruct, update the
+autoencoder on L1 [+ perceptual] + codebook + adaptive-weighted GAN loss (Adam, betas (0.5, 0.9),
+lr = first_stage.lr x batch size as in taming), then update the patch discriminator on the hinge loss.
+Logs reconstruction MSE and PSNR; pictures are reconstructions. Like :mod:`ldm_dis.training.ldm_task`,
+modules are not DDP-wrapped: the discriminator is used in both updates of a step; gradients are
+averaged explicitly.
 """
 
 from __future__ import annotations

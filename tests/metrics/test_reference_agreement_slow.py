@@ -4,11 +4,13 @@ Both sides draw their own samples (different generators), so they agree up to sa
 Run with ``pytest tests/metrics -m slow``.
 """
 
+import functools
+
 import numpy as np
 import pytest
 
 import dislib_reference as reference
-from conftest import AlignedCodes
+from conftest import AlignedCodes, FactorImageDataset
 from ldm_dis.metrics import METRICS
 
 # (metric, key, tolerance of |ours - reference|: a few standard errors at 10,000 / 5,000 points)
@@ -24,13 +26,11 @@ CASES = [
 ]
 
 
-_SCORES: dict = {}
-
-
-def _scores(shapes_like, name):
-    """(ours, reference) for one metric, computed once for all of its keys (DCI takes minutes)."""
-    if name in _SCORES:
-        return _SCORES[name]
+@functools.cache
+def _scores(name):
+    """(ours, reference) for one metric on Shapes3D-shaped factors, computed once for all of its keys
+    (DCI takes minutes)."""
+    shapes_like = FactorImageDataset()
     rng = np.random.default_rng(123)
     mix = np.eye(6) + 0.4 * rng.normal(size=(6, 6))
 
@@ -40,12 +40,11 @@ def _scores(shapes_like, name):
 
     ours = METRICS[name](shapes_like, rep, np.random.default_rng(0))
     theirs = reference.CLASSIC[name](shapes_like, rep, np.random.RandomState(0))
-    _SCORES[name] = ours, theirs
     return ours, theirs
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,key,tol", CASES)
-def test_standard_protocol_agrees_with_reference(shapes_like, name, key, tol):
-    ours, theirs = _scores(shapes_like, name)
+def test_standard_protocol_agrees_with_reference(name, key, tol):
+    ours, theirs = _scores(name)
     assert ours[key] == pytest.approx(theirs[key], abs=tol)
