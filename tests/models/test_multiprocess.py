@@ -68,3 +68,33 @@ def test_two_processes_stay_identical(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     assert a["cnn.1.running_mean"].abs().sum() > 0  # BatchNorm statistics moved, and agree
+
+
+def _vqgan_worker(rank, store_path, out_path):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    from test_tasks import TINY, tiny_cfg
+
+    from ldm_dis.training.vqgan_task import VQGANTask
+
+    cfg = tiny_cfg(out_path, kind="vqgan")
+    cfg.model.first_stage.codebook_init = "data"
+    torch.manual_seed(0)  # same initial weights on both processes
+    task = VQGANTask(cfg)
+    acc = _TwoProcessAccelerator(rank)
+    task.prepare(acc)
+    torch.manual_seed(100 + rank)  # different first batches: each process would pick other codes
+    for step in range(2):
+        images = torch.rand(4, 3, TINY["data"]["resolution"], TINY["data"]["resolution"]) * 2 - 1
+        task.training_step(images, None, step, acc)
+    torch.save(task.first_stage.state_dict(), f"{out_path}/vq_rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_data_initialised_codebook_is_the_main_process_one_everywhere(tmp_path):
+    mp.spawn(_vqgan_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    a, b = torch.load(tmp_path / "vq_rank0.pt"), torch.load(tmp_path / "vq_rank1.pt")
+    assert a["vq.quantize.embedding.weight"].abs().max() > 1.0 / len(a["vq.quantize.embedding.weight"])
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
