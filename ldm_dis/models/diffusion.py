@@ -40,6 +40,25 @@ def make_ddim_scheduler(cfg) -> DDIMScheduler:
     return DDIMScheduler(**_schedule_kwargs(cfg), steps_offset=1, set_alpha_to_one=False)
 
 
+def sample_timesteps(
+    n: int,
+    num_train_timesteps: int,
+    sampling: str = "uniform",
+    mean: float = 0.0,
+    std: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+) -> torch.Tensor:
+    """(n,) integer timesteps in [0, T): uniform, or logit-normal (t / T = sigmoid(u), u ~ N(mean, std),
+    floored to an integer step), which concentrates on the middle of the schedule."""
+    if sampling == "uniform":
+        return torch.randint(0, num_train_timesteps, (n,), generator=generator, device=device)
+    if sampling == "logit_normal":
+        u = torch.randn((n,), generator=generator, device=device) * std + mean
+        return (torch.sigmoid(u) * num_train_timesteps).long().clamp_(0, num_train_timesteps - 1)
+    raise UserInputError(f"model.diffusion.timestep_sampling={sampling!r}: expected 'uniform' or 'logit_normal'")
+
+
 def diffusion_loss(
     unet: nn.Module,
     scheduler: DDPMScheduler,
@@ -47,11 +66,15 @@ def diffusion_loss(
     context: torch.Tensor,
     loss_type: str = "l1",
     generator: Optional[torch.Generator] = None,
+    timestep_sampling: str = "uniform",
+    logit_normal: tuple = (0.0, 1.0),
 ) -> torch.Tensor:
-    """E_{t, eps} |eps_theta(x_t, t, c) - eps| (l1) or its square (l2). latents (B, C, h, w), context (B, N, D)."""
+    """E_{t, eps} |eps_theta(x_t, t, c) - eps| (l1) or its square (l2). latents (B, C, h, w), context (B, N, D).
+    ``timestep_sampling`` / ``logit_normal`` (mean, std): how t is drawn, see :func:`sample_timesteps`."""
     b = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator, device=latents.device)
+    t = sample_timesteps(b, scheduler.config.num_train_timesteps, timestep_sampling, *logit_normal,
+                         generator=generator, device=latents.device)
     x_t = scheduler.add_noise(latents, noise, t)  # sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps
     pred = unet(x_t, t, context)
     if loss_type == "l1":

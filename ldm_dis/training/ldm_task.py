@@ -136,7 +136,10 @@ class LDMTask:
         with acc.autocast():
             latents = self._latents(images, acc)
             units, out = self.units(self.feature_extractor, images)
-            diff = diffusion_loss(self._unet_forward, self.noise_scheduler, latents, units, self.cfg.model.diffusion.loss)
+            d = self.cfg.model.diffusion
+            diff = diffusion_loss(self._unet_forward, self.noise_scheduler, latents, units, d.loss,
+                                  timestep_sampling=d.timestep_sampling,
+                                  logit_normal=(d.logit_normal_mean, d.logit_normal_std))
             loss = diff + sum(out.losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         acc.backward(loss)

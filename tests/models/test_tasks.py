@@ -214,3 +214,19 @@ def test_codebook_init_rejects_unknown_value(dataset, tmp_path):
     cfg.model.first_stage.codebook_init = "kmeans"
     with pytest.raises(UserInputError, match="codebook_init='kmeans'"):
         VQGANTask(cfg, dataset)
+
+
+def test_ldm_task_draws_timesteps_as_configured(first_stage_file, dataset, tmp_path, monkeypatch):
+    """model.diffusion.timestep_sampling reaches the training loss (uniform by default, as the papers)."""
+    import ldm_dis.models.diffusion as diffusion
+
+    path, _, _ = first_stage_file
+    drawn = []
+    real = diffusion.sample_timesteps
+    monkeypatch.setattr(diffusion, "sample_timesteps", lambda *a, **k: drawn.append(a[2:]) or real(*a, **k))
+    images = torch.stack([dataset[i][0] for i in range(4)])
+    for diff in ({}, {"timestep_sampling": "logit_normal", "logit_normal_mean": -0.5, "logit_normal_std": 0.8}):
+        task = LDMTask(tiny_cfg(tmp_path, diffusion=diff), dataset, first_stage_path=path)
+        task.prepare(Accelerator(cpu=True))
+        task.training_step(images, None, step=0, accelerator=task.accelerator)
+    assert drawn == [("uniform", 0.0, 1.0), ("logit_normal", -0.5, 0.8)]

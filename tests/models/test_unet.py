@@ -164,3 +164,22 @@ def test_skip_dropout_without_levels_is_reported(caplog):
     with caplog.at_level("WARNING"):
         unet = tiny_unet(attention_downsample=(1, 2))  # attention at every level: nothing to drop
     assert unet.skip_dropout.levels == () and "Skip Dropout is inactive" in caplog.text
+
+
+def test_timestep_sampling_uniform_and_logit_normal():
+    from ldm_dis.errors import UserInputError
+    from ldm_dis.models.diffusion import sample_timesteps
+
+    g = torch.Generator().manual_seed(0)
+    uniform = sample_timesteps(20000, 1000, "uniform", generator=g)
+    logit = sample_timesteps(20000, 1000, "logit_normal", 0.0, 1.0, generator=g)
+    for t in (uniform, logit):
+        assert t.dtype == torch.int64 and int(t.min()) >= 0 and int(t.max()) <= 999
+    # uniform: a tenth of the draws in each tenth; logit-normal N(0, 1): P(|t/T - 1/2| < 0.1) = P(|u| < 0.405) = 0.31
+    assert abs(float(((uniform >= 400) & (uniform < 600)).float().mean()) - 0.2) < 0.02
+    assert abs(float(((logit >= 400) & (logit < 600)).float().mean()) - 0.315) < 0.02
+    assert float((logit < 100).float().mean()) < 0.03  # sigmoid(u) < 0.1 <=> u < -2.2: 1.4 %
+    shifted = sample_timesteps(20000, 1000, "logit_normal", -1.0, 1.0, generator=g)
+    assert float(shifted.float().median()) == pytest.approx(1000 / (1 + 2.718281828), abs=15)  # sigmoid(-1) T
+    with pytest.raises(UserInputError, match="timestep_sampling='cosine'"):
+        sample_timesteps(4, 1000, "cosine")
