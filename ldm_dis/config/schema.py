@@ -116,8 +116,8 @@ class DiffusionConfig:
     eta: float = 0.0
     scale_by_std: bool = True  # latents scaled by 1/std of the first batch
     # how training draws t: "uniform" (the papers) or "logit_normal" (t/T = sigmoid(N(mean, std)), Esser et
-    # al. 2024), which spends the steps on the middle of the schedule, where the units lower the loss most
-    # (docs/results.md); it did not help the 700-step CPU quickstart, which keeps "uniform"
+    # al. 2024), which spends the steps on the middle of the schedule; it did not help the 700-step CPU
+    # quickstart (docs/results.md), which keeps "uniform"
     timestep_sampling: str = "uniform"
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0

@@ -230,3 +230,23 @@ def test_ldm_task_draws_timesteps_as_configured(first_stage_file, dataset, tmp_p
         task.prepare(Accelerator(cpu=True))
         task.training_step(images, None, step=0, accelerator=task.accelerator)
     assert drawn == [("uniform", 0.0, 1.0), ("logit_normal", -0.5, 0.8)]
+
+
+def test_conditioning_gap_benchmark_compares_own_and_rolled_units(first_stage_file, dataset, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from conditioning_gap import conditioning_gap
+
+    path, _, _ = first_stage_file
+    task = LDMTask(tiny_cfg(tmp_path), dataset, first_stage_path=path)
+    task.prepare(Accelerator(cpu=True))
+    torch.manual_seed(3)
+    for p in task.ema_unet.shadow.parameters():  # zero-initialised output layers would hide the context
+        p.data.normal_(0, 0.2)
+    distinct = torch.stack([dataset[i][0] for i in range(4)])
+    rows = conditioning_gap(task, distinct, [10, 500], torch.Generator().manual_seed(0))
+    assert [r["t"] for r in rows] == [10, 500]
+    assert all(r["gap"] == pytest.approx(r["shuffled"] - r["own"]) and r["gap"] != 0 for r in rows)
+    same = distinct[:1].expand(4, -1, -1, -1)  # every image's units are also the rolled ones
+    assert all(r["gap"] == 0 for r in conditioning_gap(task, same, [10, 500], torch.Generator().manual_seed(0)))
