@@ -24,6 +24,8 @@ import torch
 @torch.no_grad()
 def conditioning_gap(task, images: torch.Tensor, timesteps, generator: torch.Generator, loss_type: str = "l1"):
     """Rows (t, loss with own units, loss with another image's units, gap) for ``images`` (B, 3, R, R)."""
+    if loss_type not in ("l1", "l2"):
+        raise ValueError(f"loss_type={loss_type!r}: expected 'l1' or 'l2'")
     loss = (lambda a, b: (a - b).abs().mean()) if loss_type == "l1" else (lambda a, b: ((a - b) ** 2).mean())
     latents = task.first_stage.encode(images).float() * task.first_stage.latent_scale
     units = task.encode(images)
@@ -31,8 +33,8 @@ def conditioning_gap(task, images: torch.Tensor, timesteps, generator: torch.Gen
     unet = task.ema_unet.shadow.eval()
     rows = []
     for t0 in timesteps:
-        t = torch.full((len(images),), int(t0), dtype=torch.long)
-        noise = torch.randn(latents.shape, generator=generator)
+        t = torch.full((len(images),), int(t0), dtype=torch.long, device=latents.device)
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device)  # a CPU generator
         x_t = task.noise_scheduler.add_noise(latents, noise, t)
         own = float(loss(unet(x_t, t, units), noise))
         shuffled = float(loss(unet(x_t, t, other), noise))

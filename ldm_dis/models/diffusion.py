@@ -16,9 +16,14 @@ from torch import nn
 from ldm_dis.errors import UserInputError
 
 
+TIMESTEP_SAMPLING = ("uniform", "logit_normal")
+
+
 def _schedule_kwargs(cfg) -> dict:
     if cfg.prediction_type != "epsilon":
         raise UserInputError(f"model.diffusion.prediction_type={cfg.prediction_type!r}: only 'epsilon' is implemented")
+    if cfg.timestep_sampling not in TIMESTEP_SAMPLING:
+        raise UserInputError(f"model.diffusion.timestep_sampling={cfg.timestep_sampling!r}: expected one of {TIMESTEP_SAMPLING}")
     return dict(
         num_train_timesteps=cfg.num_train_timesteps,
         beta_start=cfg.beta_start,
@@ -56,7 +61,7 @@ def sample_timesteps(
     if sampling == "logit_normal":
         u = torch.randn((n,), generator=generator, device=device) * std + mean
         return (torch.sigmoid(u) * num_train_timesteps).long().clamp_(0, num_train_timesteps - 1)
-    raise UserInputError(f"model.diffusion.timestep_sampling={sampling!r}: expected 'uniform' or 'logit_normal'")
+    raise UserInputError(f"model.diffusion.timestep_sampling={sampling!r}: expected one of {TIMESTEP_SAMPLING}")
 
 
 def diffusion_loss(

@@ -183,3 +183,6 @@ def test_timestep_sampling_uniform_and_logit_normal():
     assert float(shifted.float().median()) == pytest.approx(1000 / (1 + 2.718281828), abs=15)  # sigmoid(-1) T
     with pytest.raises(UserInputError, match="timestep_sampling='cosine'"):
         sample_timesteps(4, 1000, "cosine")
+    # a bad value fails when the LDM's schedulers are built, before any training step
+    with pytest.raises(UserInputError, match="timestep_sampling='cosine'"):
+        make_train_scheduler(DiffusionConfig(timestep_sampling="cosine"))
