@@ -51,15 +51,14 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
 
-    from ldm_dis.errors import UserInputError
     from ldm_dis.training.checkpoint import load_task_from_checkpoint
 
     cfg, task = load_task_from_checkpoint(args.checkpoint)
     if cfg.model.kind != "ldm":
-        raise UserInputError(f"{args.checkpoint}: model.kind={cfg.model.kind!r}; the conditioning gap needs an LDM run")
+        raise SystemExit(f"{args.checkpoint}: model.kind={cfg.model.kind!r}; the conditioning gap needs an LDM run")
     bad = [t for t in args.timesteps if not 0 <= t < cfg.model.diffusion.num_train_timesteps]
     if bad:
-        raise UserInputError(f"--timesteps {bad}: expected 0 <= t < {cfg.model.diffusion.num_train_timesteps}")
+        raise SystemExit(f"--timesteps {bad}: expected 0 <= t < {cfg.model.diffusion.num_train_timesteps}")
     from ldm_dis.data import build_dataset
 
     dataset = build_dataset(cfg.data)
