@@ -19,14 +19,16 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 
 @torch.no_grad()
 def conditioning_gap(task, images: torch.Tensor, timesteps, generator: torch.Generator, loss_type: str = "l1"):
     """Rows (t, loss with own units, loss with another image's units, gap) for ``images`` (B, 3, R, R)."""
-    if loss_type not in ("l1", "l2"):
+    losses = {"l1": F.l1_loss, "l2": F.mse_loss}  # as diffusion_loss
+    if loss_type not in losses:
         raise ValueError(f"loss_type={loss_type!r}: expected 'l1' or 'l2'")
-    loss = (lambda a, b: (a - b).abs().mean()) if loss_type == "l1" else (lambda a, b: ((a - b) ** 2).mean())
+    loss = losses[loss_type]
     latents = task.first_stage.encode(images).float() * task.first_stage.latent_scale
     units = task.encode(images)
     other = units.roll(1, dims=0)

@@ -6,7 +6,8 @@ sqrt from 0.0015 to 0.0155, 1000 steps). The loss is epsilon prediction with L1 
 
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,6 @@ TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 def _schedule_kwargs(cfg) -> dict:
     if cfg.prediction_type != "epsilon":
         raise UserInputError(f"model.diffusion.prediction_type={cfg.prediction_type!r}: only 'epsilon' is implemented")
-    if cfg.timestep_sampling not in TIMESTEP_SAMPLING:
-        raise UserInputError(f"model.diffusion.timestep_sampling={cfg.timestep_sampling!r}: expected one of {TIMESTEP_SAMPLING}")
     return dict(
         num_train_timesteps=cfg.num_train_timesteps,
         beta_start=cfg.beta_start,
@@ -64,6 +63,15 @@ def sample_timesteps(
     raise UserInputError(f"model.diffusion.timestep_sampling={sampling!r}: expected one of {TIMESTEP_SAMPLING}")
 
 
+def timestep_sampler(cfg) -> Callable[..., torch.Tensor]:
+    """``cfg`` is ``model.diffusion``: ``sampler(n, generator=None, device=None)`` draws t as it asks.
+    Checked here, so a bad value fails when the task is built, before any step."""
+    if cfg.timestep_sampling not in TIMESTEP_SAMPLING:
+        raise UserInputError(f"model.diffusion.timestep_sampling={cfg.timestep_sampling!r}: expected one of {TIMESTEP_SAMPLING}")
+    return functools.partial(sample_timesteps, num_train_timesteps=cfg.num_train_timesteps,
+                             sampling=cfg.timestep_sampling, mean=cfg.logit_normal_mean, std=cfg.logit_normal_std)
+
+
 def diffusion_loss(
     unet: nn.Module,
     scheduler: DDPMScheduler,
@@ -71,15 +79,15 @@ def diffusion_loss(
     context: torch.Tensor,
     loss_type: str = "l1",
     generator: Optional[torch.Generator] = None,
-    timestep_sampling: str = "uniform",
-    logit_normal: tuple = (0.0, 1.0),
+    sample_t: Optional[Callable[..., torch.Tensor]] = None,
 ) -> torch.Tensor:
     """E_{t, eps} |eps_theta(x_t, t, c) - eps| (l1) or its square (l2). latents (B, C, h, w), context (B, N, D).
-    ``timestep_sampling`` / ``logit_normal`` (mean, std): how t is drawn, see :func:`sample_timesteps`."""
+    ``sample_t``: how t is drawn (:func:`timestep_sampler`); default uniform over the scheduler's steps."""
     b = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
-    t = sample_timesteps(b, scheduler.config.num_train_timesteps, timestep_sampling, *logit_normal,
-                         generator=generator, device=latents.device)
+    if sample_t is None:
+        sample_t = functools.partial(sample_timesteps, num_train_timesteps=scheduler.config.num_train_timesteps)
+    t = sample_t(b, generator=generator, device=latents.device)
     x_t = scheduler.add_noise(latents, noise, t)  # sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps
     pred = unet(x_t, t, context)
     if loss_type == "l1":

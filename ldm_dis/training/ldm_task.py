@@ -25,7 +25,7 @@ from torch import nn
 
 from ldm_dis.bottlenecks import BottleneckOutput, build_bottleneck
 from ldm_dis.errors import UserInputError
-from ldm_dis.models.diffusion import diffusion_loss, make_ddim_scheduler, make_train_scheduler
+from ldm_dis.models.diffusion import diffusion_loss, make_ddim_scheduler, make_train_scheduler, timestep_sampler
 from ldm_dis.models.ema import EMA
 from ldm_dis.models.feature_extractor import FeatureExtractor
 from ldm_dis.models.unet import UNet
@@ -50,6 +50,7 @@ class LDMTask:
         self.ema_unet = EMA(self.unet, cfg.train.ema_decay)
         self.ema_feature_extractor = EMA(self.feature_extractor, cfg.train.ema_decay)
         self.noise_scheduler = make_train_scheduler(m.diffusion)
+        self.sample_t = timestep_sampler(m.diffusion)
         self.ddim_scheduler = make_ddim_scheduler(m.diffusion)
         self.latent_size = cfg.data.resolution // self.first_stage.downsample_factor
 
@@ -136,10 +137,8 @@ class LDMTask:
         with acc.autocast():
             latents = self._latents(images, acc)
             units, out = self.units(self.feature_extractor, images)
-            d = self.cfg.model.diffusion
-            diff = diffusion_loss(self._unet_forward, self.noise_scheduler, latents, units, d.loss,
-                                  timestep_sampling=d.timestep_sampling,
-                                  logit_normal=(d.logit_normal_mean, d.logit_normal_std))
+            diff = diffusion_loss(self._unet_forward, self.noise_scheduler, latents, units,
+                                  self.cfg.model.diffusion.loss, sample_t=self.sample_t)
             loss = diff + sum(out.losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         acc.backward(loss)

@@ -223,7 +223,8 @@ def test_ldm_task_draws_timesteps_as_configured(first_stage_file, dataset, tmp_p
     path, _, _ = first_stage_file
     drawn = []
     real = diffusion.sample_timesteps
-    monkeypatch.setattr(diffusion, "sample_timesteps", lambda *a, **k: drawn.append(a[2:]) or real(*a, **k))
+    monkeypatch.setattr(diffusion, "sample_timesteps",
+                        lambda *a, **k: drawn.append((k["sampling"], k["mean"], k["std"])) or real(*a, **k))
     images = torch.stack([dataset[i][0] for i in range(4)])
     for diff in ({}, {"timestep_sampling": "logit_normal", "logit_normal_mean": -0.5, "logit_normal_std": 0.8}):
         task = LDMTask(tiny_cfg(tmp_path, diffusion=diff), dataset, first_stage_path=path)

@@ -168,7 +168,7 @@ def test_skip_dropout_without_levels_is_reported(caplog):
 
 def test_timestep_sampling_uniform_and_logit_normal():
     from ldm_dis.errors import UserInputError
-    from ldm_dis.models.diffusion import sample_timesteps
+    from ldm_dis.models.diffusion import sample_timesteps, timestep_sampler
 
     g = torch.Generator().manual_seed(0)
     uniform = sample_timesteps(20000, 1000, "uniform", generator=g)
@@ -183,6 +183,10 @@ def test_timestep_sampling_uniform_and_logit_normal():
     assert float(shifted.float().median()) == pytest.approx(1000 / (1 + 2.718281828), abs=15)  # sigmoid(-1) T
     with pytest.raises(UserInputError, match="timestep_sampling='cosine'"):
         sample_timesteps(4, 1000, "cosine")
-    # a bad value fails when the LDM's schedulers are built, before any training step
+    # from the config: checked when the sampler is built (with the task), before any training step
     with pytest.raises(UserInputError, match="timestep_sampling='cosine'"):
-        make_train_scheduler(DiffusionConfig(timestep_sampling="cosine"))
+        timestep_sampler(DiffusionConfig(timestep_sampling="cosine"))
+    sampler = timestep_sampler(DiffusionConfig(num_train_timesteps=50, timestep_sampling="logit_normal",
+                                               logit_normal_mean=-1.0))
+    torch.testing.assert_close(sampler(300, generator=torch.Generator().manual_seed(5)),
+                               sample_timesteps(300, 50, "logit_normal", -1.0, 1.0, generator=torch.Generator().manual_seed(5)))
