@@ -122,7 +122,7 @@ class DiffusionConfig:
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
     # weight of each timestep's loss (normalised to mean 1 over the schedule): "none" (the papers),
-    # "min_snr" (min(SNR, min_snr_gamma) / SNR) or "pdae" (SNR^g / (1 + SNR)^(1 - g), g = pdae_gamma),
+    # "min_snr" (min(SNR, min_snr_gamma) / SNR) or "pdae" (SNR^g / (1 + SNR), g = pdae_gamma, PDAE's code),
     # which favours the noisy steps where the denoiser needs the units most
     loss_weighting: str = "none"
     min_snr_gamma: float = 5.0

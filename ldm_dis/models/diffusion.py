@@ -80,8 +80,8 @@ def timestep_weights(scheduler: DDPMScheduler, weighting: str = "none", min_snr_
 
     - ``min_snr``: min(SNR_t, gamma) / SNR_t (Hang et al. 2023, epsilon prediction), which lowers the
       nearly noise-free steps;
-    - ``pdae``: SNR_t^gamma / (1 + SNR_t)^(1 - gamma) (Zhang et al. 2022, PDAE), which favours the noisy
-      steps, where a denoiser needs its condition most.
+    - ``pdae``: SNR_t^gamma / (1 + SNR_t) (Zhang et al. 2022, PDAE, as in its released code), which favours
+      the noisy steps, where a denoiser needs its condition most.
     """
     if weighting == "none":
         return None
@@ -90,7 +90,7 @@ def timestep_weights(scheduler: DDPMScheduler, weighting: str = "none", min_snr_
     if weighting == "min_snr":
         w = snr.clamp(max=min_snr_gamma) / snr
     elif weighting == "pdae":
-        w = snr.pow(pdae_gamma) / (1 + snr).pow(1 - pdae_gamma)
+        w = snr.pow(pdae_gamma) / (1 + snr)
     else:
         raise UserInputError(f"model.diffusion.loss_weighting={weighting!r}: expected one of {LOSS_WEIGHTING}")
     return (w / w.mean()).float()
