@@ -9,8 +9,9 @@ Curves. Built in (``--curves``): ``ldm_dyga_sd`` (``configs/quickstart.yaml`` as
 Dropout), ``ldm`` (the same LDM without DyGA and Skip Dropout: Table 4's baseline), and the VAE baselines
 ``betavae`` and ``factorqvae`` (``configs/baselines/cpu_<kind>.yaml``, the same data). ``--curve NAME CONFIG
 [KEY=VALUE ...]`` adds a curve of any config and overrides (repeatable): a lever to compare at a fixed
-budget. Every LDM curve uses one first stage, trained (or found in the cache) once before any run, whose
-training time is charged to the LDM curves' CPU seconds.
+budget. The LDM curves share their VQ-GAN first stage, one per first-stage config (a curve that changes
+``model.first_stage.*`` gets its own), trained (or found in ``<runs-dir>/.first_stage``) before any run;
+its CPU seconds are charged to each curve that uses it.
 
 Each (curve, seed) is one run folder, ``<runs-dir>/<curve>/seed<k>``, trained in segments: up to the first
 number of ``--images`` (steps = ceil(images / batch size)), scored, then resumed to the next number, and so
@@ -78,6 +79,8 @@ class Curve:
     overrides: list[str]
     is_ldm: bool
     label: str = ""
+    first_stage: Path | None = None  # LDM: the VQ-GAN weights it trains on
+    charge: float = 0.0  # LDM: CPU seconds of that first stage, added to the curve's
 
 
 @dataclass
@@ -147,6 +150,37 @@ def factor_fractions(metrics: dict, factor_sizes: list[int]) -> list[float]:
     return [float(b / math.log(s)) if s > 1 else float("nan") for b, s in zip(best, factor_sizes)]
 
 
+def prepare_first_stages(curves: list[Curve], runs_dir: Path, threads: int) -> dict[str, float]:
+    """Train (or find in ``<runs-dir>/.first_stage``) the VQ-GAN of every LDM curve, once per first-stage
+    config, and give each curve its weights and their CPU seconds. Returns {weights file: CPU s}."""
+    from ldm_dis.training.pipeline import first_stage_hash
+
+    record = runs_dir / "first_stage_cpu.json"
+    known = json.loads(record.read_text()) if record.is_file() else {}
+    by_hash: dict[str, tuple[Path, float]] = {}
+    for curve in curves:
+        if not curve.is_ldm:
+            continue
+        cfg = load_config(curve.config, [f"run.first_stage_cache={runs_dir / '.first_stage'}", *curve.overrides])
+        given = cfg.model.first_stage.checkpoint
+        if given:  # a first stage from elsewhere: its cost is not known here
+            curve.first_stage, curve.charge = Path(given), known.get(str(given), 0.0)
+            continue
+        key = first_stage_hash(cfg)
+        if key not in by_hash:
+            cpu_before = time.process_time()
+            found = prepare_first_stage(cfg, runs_dir, need_seconds=True)
+            if str(found.path) not in known:  # trained now: its CPU time; from a cache: wall x threads, an estimate
+                spent = time.process_time() - cpu_before
+                known[str(found.path)] = spent if spent > 10 else (found.seconds or 0.0) * threads
+            by_hash[key] = (found.path, known[str(found.path)])
+            print(f"first stage {key}: {found.path}; {found.source}; {by_hash[key][1]:.0f} CPU s", flush=True)
+        curve.first_stage, curve.charge = by_hash[key]
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(known, indent=1))
+    return known
+
+
 # ------------------------------------------------------------------------------------------ runs
 def run_logged(command: list[str], log: Path, threads: int) -> float:
     """Run ``command`` with output appended to ``log``; returns its CPU seconds; a failure raises with the log's tail."""
@@ -163,7 +197,7 @@ def run_logged(command: list[str], log: Path, threads: int) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def train_segment(run: RunState, cfg, steps: int, threads: int, first_stage_path: Path | None, final_steps: int) -> float:
+def train_segment(run: RunState, cfg, steps: int, threads: int, final_steps: int) -> float:
     """Train ``run`` up to ``steps`` (fresh, or resumed from its newest checkpoint); returns CPU seconds."""
     every = max(1, min(steps, 1000))  # a kill loses at most 1,000 steps
     schedule = [f"train.max_steps={steps}", f"train.ckpt_every={every}", "train.keep_last=2", "train.sample_every=0",
@@ -173,7 +207,7 @@ def train_segment(run: RunState, cfg, steps: int, threads: int, first_stage_path
     if latest_checkpoint(run.folder) is None:
         fixed = [f"run.dir={run.folder}", f"train.seed={run.seed}", f"run.name={run.curve.name}-seed{run.seed}"]
         if run.curve.is_ldm:
-            fixed.append(f"model.first_stage.checkpoint={first_stage_path}")
+            fixed.append(f"model.first_stage.checkpoint={run.curve.first_stage}")
         else:
             run.anneal_steps = run.anneal_steps or final_steps
             fixed.append(f"model.baseline.lr_anneal_steps={run.anneal_steps}")
@@ -280,8 +314,8 @@ def section_text(meta: dict, rows: list[dict], curves: list[Curve], panels: list
               + (f" over {meta['invocations']} sittings (--resume)." if meta["invocations"] > 1 else ".")), "",
              ("Scores: fast metric protocol, seeded with the training seed; mean ± std over seeds. `max MI / H`: "
               "the largest mutual information of any unit with the factor (20-bin codes), over log(factor size). "
-              "CPU s: training processes only (LDM rows include the shared first stage's "
-              f"{meta['first_stage_cpu_s']:.0f} CPU s)." if meta.get("first_stage_cpu_s") is not None else
+              "CPU s: training processes only; LDM rows include their first stage's CPU seconds "
+              f"({meta['first_stage_cpu_s']})." if meta.get("first_stage_cpu_s") else
               "Scores: fast metric protocol, seeded with the training seed; mean ± std over seeds."), "",
              "| curve | images | CPU s | " + " | ".join(p.replace("mi/", "MI/H ") for p in panels) + " |",
              "| --- | ---: | ---: |" + " ---: |" * len(panels)]
@@ -319,7 +353,7 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def advance(run: RunState, images: list[int], metrics: list[str], threads: int, first_stage, sizes, charge: float) -> None:
+def advance(run: RunState, images: list[int], metrics: list[str], threads: int, sizes) -> None:
     """Train and score ``run`` at each number of ``images`` it has not reached yet."""
     cfg = load_config(run.curve.config, run.curve.overrides)
     final_steps = steps_for(max(images), cfg.train.batch_size)
@@ -327,10 +361,10 @@ def advance(run: RunState, images: list[int], metrics: list[str], threads: int, 
         if run.done(n):
             continue
         steps = steps_for(n, cfg.train.batch_size)
-        run.cpu_s += train_segment(run, cfg, steps, threads, first_stage.path if first_stage else None, final_steps)
+        run.cpu_s += train_segment(run, cfg, steps, threads, final_steps)
         run.save()  # the CPU seconds of a finished segment are kept even if its scoring is interrupted
         result = score_point(run, steps, metrics, threads)
-        run.points.append({"images": n, "steps": steps, "cpu_s": run.cpu_s + charge,
+        run.points.append({"images": n, "steps": steps, "cpu_s": run.cpu_s + run.curve.charge,
                            "scores": {c: result["scores"].get(m, {}).get(k) for c, (m, k) in SCORES.items()},
                            "mi_fraction": factor_fractions(result, sizes)})
         run.save()
@@ -363,21 +397,7 @@ def main(argv=None) -> int:
     dataset = build_dataset(base.data)
     factor_names, sizes = list(dataset.factor_names), list(dataset.factor_sizes)
 
-    first_stage, charge = None, 0.0
-    if any(c.is_ldm for c in curves):  # before any run starts: parallel runs would race on the cache
-        cpu_before = time.process_time()
-        first_stage = prepare_first_stage(base, runs_dir, need_seconds=True)
-        record = runs_dir / "first_stage_cpu.json"
-        if record.is_file() and json.loads(record.read_text()).get("checkpoint") == str(first_stage.path):
-            charge = json.loads(record.read_text())["cpu_s"]
-        else:  # trained now: its CPU time; found in a cache: its measured wall time x threads, an estimate
-            spent = time.process_time() - cpu_before
-            charge = spent if spent > 10 else (first_stage.seconds or 0.0) * threads
-            record.write_text(json.dumps({"checkpoint": str(first_stage.path), "cpu_s": charge}))
-        print(f"first stage: {first_stage.path}; {first_stage.source}; charged {charge:.0f} CPU s to the LDM curves")
-        for c in curves:
-            if c.is_ldm and not any(o.startswith("model.first_stage.checkpoint=") for o in c.overrides):
-                c.overrides.append(f"model.first_stage.checkpoint={first_stage.path}")
+    charges = prepare_first_stages(curves, runs_dir, threads)  # before any run: parallel runs would race on the cache
 
     runs = [RunState(c, s, runs_dir / c.name / f"seed{s}") for s in args.seeds for c in curves]
     for run in runs:
@@ -387,7 +407,7 @@ def main(argv=None) -> int:
     meta = {"command": "python benchmarks/learning_curve.py " + shlex.join(argv),
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine(),
             "jobs": args.jobs, "threads": threads, "seeds": args.seeds, "asset": bool(args.asset),
-            "first_stage_cpu_s": charge if first_stage else None,
+            "first_stage_cpu_s": charges,
             "invocations": earlier.get("invocations", 0) + 1, "total_s": earlier.get("total_s", 0.0)}
 
     def write_all() -> str:
@@ -409,8 +429,7 @@ def main(argv=None) -> int:
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool, tqdm(total=len(todo), unit="run", desc="curves") as bar:
-        futures = {pool.submit(advance, r, args.images, metrics, threads, first_stage, sizes,
-                               charge if r.curve.is_ldm else 0.0): r for r in todo}
+        futures = {pool.submit(advance, r, args.images, metrics, threads, sizes): r for r in todo}
         for future in as_completed(futures):
             future.result()
             bar.update(1)

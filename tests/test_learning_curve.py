@@ -46,6 +46,24 @@ def test_curves_built_in_and_given_and_bad_names_fail_before_training():
         lc.build_curves([], [["alone"]], base)
 
 
+def test_ldm_curves_share_a_first_stage_unless_they_change_it(tmp_path):
+    tiny = ["data.subset=64", "data.num_workers=0", "model.first_stage.max_steps=1", "model.first_stage.batch_size=4",
+            "model.first_stage.ckpt_every=1", "model.first_stage.base_channels=32", "model.first_stage.channel_mult=[1,1]",
+            "model.first_stage.disc_channels=8", "train.num_sample_images=2"]
+    base = load_config("quickstart.yaml", tiny)
+    curves = lc.build_curves(["ldm_dyga_sd", "ldm"], [["fs_lr", "quickstart.yaml", *tiny, "model.first_stage.lr=1e-5"]], base)
+    for c in curves[:2]:
+        c.overrides[:0] = tiny
+    charges = lc.prepare_first_stages(curves, tmp_path, threads=1)
+    assert curves[0].first_stage == curves[1].first_stage != curves[2].first_stage
+    assert all(c.first_stage.is_file() and c.charge > 0 for c in curves)
+    assert set(charges) == {str(curves[0].first_stage), str(curves[2].first_stage)}
+    again = lc.build_curves(["ldm"], [], base)
+    again[0].overrides[:0] = tiny
+    assert lc.prepare_first_stages(again, tmp_path, threads=1) == charges  # found in the cache, charged as before
+    assert again[0].first_stage == curves[1].first_stage and again[0].charge == curves[1].charge
+
+
 def test_a_curve_grows_over_two_sittings_with_the_points_of_the_first_kept(tmp_path):
     runs = tmp_path / "curves"
     common = ["--curves", "betavae", "--seeds", "0", "--metrics", "mig", "--runs-dir", str(runs), "--results", "",
