@@ -68,7 +68,7 @@ def save_unit_scatter(path: str | Path, units: np.ndarray, factors: np.ndarray, 
         cmap = "tab10" if k <= 10 else "viridis"
         points = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap=cmap, vmin=-0.5 if k <= 10 else None,
                             vmax=9.5 if k <= 10 else None, s=4, alpha=0.7, linewidths=0)
-        ax.set_title(f"{factor_names[f]}: unit {unit} (NMI {nmi[f, unit]:.2f})", fontsize=8)
+        ax.set_title(f"{factor_names[f]}: u{unit} (NMI {nmi[f, unit]:.2f})", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
         bar = fig.colorbar(points, ax=ax, fraction=0.046, pad=0.02)
