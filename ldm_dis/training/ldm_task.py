@@ -1,4 +1,4 @@
-"""The latent diffusion model as a training task (SPEC 1, 2.2-2.5): frozen VQ-GAN latents, feature
+"""The latent diffusion model as a training task: frozen VQ-GAN latents, feature
 extractor -> bottleneck -> units, U-Net with Skip Dropout conditioned on the units, EMA copies.
 
 One step:

@@ -1,4 +1,4 @@
-"""The VQ-GAN first stage as a training task (SPEC 2.1, paper Table 7).
+"""The VQ-GAN first stage as a training task (paper Table 7).
 
 ``first_stage.codebook_init=data`` sets the codebook from the encoder outputs of the first batch before
 the first step (the main process's codebook, broadcast to the others). One step: reconstruct, update the
