@@ -107,7 +107,7 @@ def run_show(args) -> int:
     rng = np.random.default_rng(args.seed)
     n = args.columns * args.sample_rows
     picks = rng.choice(len(dataset), size=min(n, len(dataset)), replace=False)
-    images = [dataset.images_at(np.sort(picks))]
+    images = [dataset.images_at(dataset.grid_indices(np.sort(picks)))]
     labels = ["samples"] + [""] * (args.sample_rows - 1)
     try:
         traversals, names = traversal_rows(dataset, args.columns, rng)

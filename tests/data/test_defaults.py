@@ -93,3 +93,13 @@ def test_subset_is_a_seeded_random_draw_across_all_factors():
     outside = ds.factors_of(np.setdiff1d(np.arange(1000), rows)[:3])
     assert ds.images_from_factors(outside).shape == (3, 3, 16, 16)
     assert "random subset of 480000" in ds.describe()
+
+
+def test_pictures_draw_their_images_from_the_subset():
+    from ldm_dis.sampling.components import dataset_images
+
+    ds = build_dataset({"name": "synth-shapes3d", "resolution": 16, "subset": 50})
+    images, factors = dataset_images(ds, 10, seed=0)
+    allowed = {tuple(f) for f in ds.factors_of(ds.grid_indices(np.arange(50)))}
+    assert all(tuple(f) in allowed for f in factors)
+    np.testing.assert_array_equal(images.numpy(), ds.images_from_factors(factors))
