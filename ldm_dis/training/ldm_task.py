@@ -36,6 +36,9 @@ from ldm_dis.viz.grids import interleave_rows
 
 
 class LDMTask:
+    sample_caption = ("Rows of dataset images, each followed by the row DDIM generates from their units "
+                      "(EMA weights).")
+
     def __init__(self, cfg, dataset, first_stage_path: Optional[str | Path] = None):
         m = cfg.model
         self.cfg = cfg

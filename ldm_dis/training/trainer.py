@@ -203,7 +203,8 @@ class Trainer:
             from ldm_dis.viz.grids import image_grid
 
             path.parent.mkdir(parents=True, exist_ok=True)
-            grid = image_grid(pictures.detach().float().cpu(), nrow=min(8, len(pictures)), title=f"step {self.step}")
+            grid = image_grid(pictures.detach().float().cpu(), nrow=min(8, len(pictures)), title=f"step {self.step}",
+                              caption=getattr(self.task, "sample_caption", "") or None)
             grid.save(path)
             self.log.image("samples", np.asarray(grid.convert("RGB")), self.step)
         return path

@@ -31,6 +31,8 @@ def psnr(mse: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
 
 
 class VQGANTask:
+    sample_caption = "Rows of dataset images, each followed by the row of their VQ-GAN reconstructions."
+
     def __init__(self, cfg, dataset=None):
         fs = cfg.model.first_stage
         if fs.codebook_init not in ("uniform", "data"):
