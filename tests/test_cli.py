@@ -82,3 +82,18 @@ def test_version(capsys):
         assert exc.code == 0
     assert capsys.readouterr().out.strip() == f"ldm-dis {package_version()}"
     assert package_version().count(".") >= 1
+
+
+def test_quickstart_summary_is_a_table_with_counts_as_integers(tmp_path):
+    import json
+
+    from ldm_dis.commands.quickstart import _summary
+
+    (tmp_path / "eval").mkdir()
+    scores = {"dci": {"disentanglement": 0.0520}, "infomec": {"infom": 0.4428, "num_active_codes": 10.0}}
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"scores": scores}))
+    lines = _summary(tmp_path, {"train": 60.0}, 90.0).splitlines()
+    assert lines[0].split() == ["metric", "score"] and set(lines[1]) == {"-"}
+    assert lines[2].split() == ["dci.disentanglement", "0.052"]
+    assert lines[4].split() == ["infomec.num_active_codes", "10"]
+    assert lines[-1].split() == ["time:", "total", "1.5", "min"]

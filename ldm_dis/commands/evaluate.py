@@ -142,12 +142,13 @@ def protocol_table(names: list[str], preset: str, overrides: dict[str, dict]) ->
 
 def scores_table(result: dict) -> str:
     """One row per score, then the skipped metrics with the reason."""
-    from ldm_dis.commands.tables import text_table
+    from ldm_dis.commands.tables import format_score, text_table
 
     rows = []
     for name, scores in result["scores"].items():
         for k, (key, value) in enumerate(scores.items()):
-            rows.append((name if k == 0 else "", key, f"{value:.4f}", f"{result['seconds'][name]:.1f}" if k == 0 else ""))
+            rows.append((name if k == 0 else "", key, format_score(key, value),
+                         f"{result['seconds'][name]:.1f}" if k == 0 else ""))
     for name, reason in result["skipped"].items():
         rows.append((name, "skipped", reason, ""))
     return text_table(("metric", "score", "value", "seconds"), rows)

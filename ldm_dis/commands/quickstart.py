@@ -60,11 +60,12 @@ def _train(cfg, timings: dict) -> None:
 
 
 def _summary(run_dir: Path, timings: dict, total: float) -> str:
+    from ldm_dis.commands.tables import format_score
+
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     rows = [("metric", "score")]
     for name, scores in metrics["scores"].items():
-        rows += [(f"{name}.{key}", f"{value:.0f}" if key.startswith("num_") else f"{value:.3f}")
-                 for key, value in scores.items()]  # counts (active codes...) are whole numbers
+        rows += [(f"{name}.{key}", format_score(key, value, 3)) for key, value in scores.items()]
     rows += [("", "")] + [(f"time: {name}", f"{seconds / 60:.1f} min") for name, seconds in timings.items()]
     rows.append(("time: total", f"{total / 60:.1f} min"))
     width = max(len(r[0]) for r in rows)

@@ -12,3 +12,8 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[object]], indent: 
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(indent + line for line in lines)
+
+
+def format_score(key: str, value: float, digits: int = 4) -> str:
+    """A metric's value as printed: counts (``num_active_dims``...) as whole numbers, scores with ``digits``."""
+    return f"{value:.0f}" if key.startswith("num_") else f"{value:.{digits}f}"
