@@ -118,6 +118,10 @@ def test_export_of_a_random_subset_keeps_each_rows_factors(tiny, tmp_path, capsy
     again = np.load(export_representation(trainer.run_dir, tmp_path / "again.npz", dataset=data, num=5, seed=1))
     np.testing.assert_array_equal(again["factors"], part["factors"])  # seeded
     assert "export: 100%" in capsys.readouterr().err  # the progress bar, with its rate
+    from ldm_dis.cli import main  # evaluate scores a partial export by sampling among its rows
+
+    assert main(["evaluate", "--codes", str(tmp_path / "part.npz"), "--metrics", "mig", "--jobs", "1",
+                 "--set", "mig.num_train=40", "--out", str(tmp_path / "eval")]) == 0
     with pytest.raises(UserInputError, match="--num 0"):
         export_representation(trainer.run_dir, tmp_path / "none.npz", dataset=data, num=0)
 
