@@ -1,46 +1,48 @@
-"""``ldm-dis evaluate``: score a trained run, or exported codes, with disentanglement metrics.
-
-    ldm-dis evaluate --checkpoint runs/shapes3d --metrics factorvae dci mig infomec
-    ldm-dis evaluate --codes runs/shapes3d/codes.npz --fast --out eval/
-    ldm-dis evaluate --codes codes.npz --metrics dci --set dci.num_train=2000 --jobs 2
-
-Writes ``metrics.json`` (scores, matrices, the preset and seed, skipped metrics with the reason) and
-``nmi.png`` / ``dci_importance.png`` heatmaps with the factor names. ``--fast`` uses smaller samples
-(see ``ldm_dis.metrics.FAST_PROTOCOL``) for quick looks; the output says which preset was used.
-
-With ``--codes FILE.npz`` (keys ``codes`` (n, d) or (n, N, D), ``factors`` (n, F) int, optional
-``factor_names``) every metric draws factor values as it would from the dataset and reads the codes of
-the rows that have them. A full row-major export (``ldm-dis export``) holds every combination, so
-the protocols are unchanged, FactorVAE's fixed-factor batches included. A partial export (any subset
-of rows) is sampled by rows: points are drawn among the rows, and a FactorVAE batch among the rows
-sharing the fixed factor's value. Vector units are reduced by one per-unit PCA fitted on the whole
-file. FID needs images and a generator and is skipped for codes.
-"""
+"""``ldm-dis evaluate``: score a trained run, or exported codes, with disentanglement metrics."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 DEFAULT_METRICS = ["factorvae", "dci", "mig", "sap", "modularity", "infomec"]
 
+DESCRIPTION = """Score a trained run, or exported codes, with disentanglement metrics.
+
+    ldm-dis evaluate runs/shapes3d --metrics factorvae dci mig infomec
+    ldm-dis evaluate --codes runs/shapes3d/codes.npz --fast --out eval/
+    ldm-dis evaluate --codes codes.npz --metrics dci --set dci.num_train=2000 --jobs 2
+
+Writes metrics.json (scores, matrices, the preset and seed, skipped metrics with the reason) and the
+heatmaps nmi.png (InfoMEC's normalized mutual information) and dci_importance.png, with the factor
+names; prints the scores as a table. --fast uses smaller samples for a quick look (the sizes are
+printed); without it, the published protocol sizes are used.
+
+Metric names: factorvae, dci, mig, sap, modularity, infomec, tad (CelebA attributes), downstream
+(sample efficiency), fid (needs --inception-weights).
+
+--codes FILE.npz reads codes (n, d) or (n, N, D), factors (n, F) integers and optional factor_names,
+as written by ldm-dis export. A full export holds every factor combination, so the protocols are
+unchanged; a partial one (ldm-dis export --num N) is sampled among its rows, and FactorVAE's batches
+among the rows that share the fixed factor's value. Vector units are reduced to one number each by a
+per-unit PCA fitted on the whole file. FID needs images and is skipped for codes.
+"""
+
 
 def add_parser(subparsers, name: str, help_text: str) -> None:
-    parser = subparsers.add_parser(name, help=help_text, description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="run folder or checkpoint file of a trained model")
-    source.add_argument("--codes", help=".npz with codes, factors and optional factor_names")
-    parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS,
-                        help=f"metric names (default: {' '.join(DEFAULT_METRICS)})")
+    from ldm_dis.commands.arguments import add_command_parser, add_run_argument
+
+    parser = add_command_parser(subparsers, name, help_text, DESCRIPTION)
+    add_run_argument(parser, required=False, help_text="the trained run to score (or give --codes instead)")
+    parser.add_argument("--codes", metavar="NPZ", help="score these exported codes instead of a run")
+    parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS, metavar="NAME", help="metrics to compute")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same numbers")
     parser.add_argument("--fast", action="store_true", help="smaller samples for a quick look")
     parser.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="METRIC.KEY=VALUE",
                         help="override one protocol value, e.g. dci.num_train=2000 (repeatable)")
-    parser.add_argument("--inception-weights", help="local TorchScript Inception file for FID")
-    parser.add_argument("--out", help="output folder (default: <run>/eval or next to the codes file)")
+    parser.add_argument("--inception-weights", metavar="FILE", help="local TorchScript Inception file for FID")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN/eval, or eval/ next to the codes file)")
     parser.set_defaults(func=run)
 
 
@@ -67,25 +69,27 @@ def load_source(args):
     from ldm_dis.errors import UserInputError
     from ldm_dis.metrics import CodeTable
 
+    if (args.codes is None) == (args.run is None):
+        raise UserInputError("name what to score: a RUN folder, or --codes FILE.npz (one of the two)")
     if args.codes:
         return CodeTable.from_npz(args.codes), None, Path(args.codes).with_suffix("").parent / "eval"
     try:
         from ldm_dis.training.export import load_representation
     except ImportError as exc:
         raise UserInputError(
-            f"--checkpoint needs ldm_dis.training.export.load_representation, which cannot be imported "
+            f"scoring a run needs ldm_dis.training.export.load_representation, which cannot be imported "
             f"({exc}); export codes with another install and use --codes instead"
         ) from exc
-    checkpoint = Path(args.checkpoint)
+    checkpoint = Path(args.run)
     if not checkpoint.exists():
-        raise UserInputError(f"checkpoint {str(checkpoint)!r} does not exist")
+        raise UserInputError(f"run {str(checkpoint)!r} does not exist")
     dataset, representation_fn = load_representation(checkpoint)
     run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
     return dataset, representation_fn, run_dir / "eval"
 
 
 def run(args) -> int:
-    from ldm_dis.metrics import FAST_PROTOCOL, evaluate
+    from ldm_dis.metrics import evaluate
     from ldm_dis.metrics.suite import check_names
     from ldm_dis.viz.heatmaps import draw_heatmap
 
@@ -98,11 +102,10 @@ def run(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     preset = "fast" if args.fast else "standard"
-    sizes = "; ".join(f"{n}: {FAST_PROTOCOL[n]}" for n in names) if args.fast else "published protocol sizes"
-    print(f"preset: {preset} ({sizes})" + (f"; overridden by --set: {protocol}" if protocol else ""))
+    print(protocol_table(names, preset, protocol), flush=True)
     result = evaluate(dataset, representation_fn, names, seed=args.seed, fast=args.fast,
                       n_jobs=args.jobs, protocol=protocol)
-    result["source"] = {"checkpoint": args.checkpoint, "codes": args.codes}
+    result["source"] = {"run": args.run, "codes": args.codes}
     result["factor_names"] = list(dataset.factor_names)
     result["protocol_overrides"] = protocol
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
@@ -110,17 +113,42 @@ def run(args) -> int:
     names_f = list(dataset.factor_names)
     if "nmi" in result["matrices"].get("infomec", {}):
         draw_heatmap(result["matrices"]["infomec"]["nmi"], names_f, out_dir / "nmi.png",
-                     "InfoMEC NMI  I(factor; code) / H(factor)", vmax=1.0)
+                     "InfoMEC NMI  I(factor; unit) / H(factor)", vmax=1.0)
     if "importance_matrix" in result["matrices"].get("dci", {}):
         import numpy as np
 
         importance = np.asarray(result["matrices"]["dci"]["importance_matrix"]).T  # (F, d)
         draw_heatmap(importance, names_f, out_dir / "dci_importance.png", "DCI importance (GBT)")
 
-    for name, scores in result["scores"].items():
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-        print(f"{name:>11}: {shown}  ({result['seconds'][name]:.1f} s)")
-    for name, reason in result["skipped"].items():
-        print(f"{name:>11}: {reason}")
-    print(f"wrote {out_dir / 'metrics.json'} (preset: {preset})")
+    print("\n" + scores_table(result))
+    print(f"\nwrote {out_dir / 'metrics.json'} (preset: {preset})")
     return 0
+
+
+def protocol_table(names: list[str], preset: str, overrides: dict[str, dict]) -> str:
+    """Which sample sizes each metric uses: the preset's, with --set values marked."""
+    from ldm_dis.commands.tables import text_table
+    from ldm_dis.metrics import FAST_PROTOCOL
+
+    rows = []
+    for name in names:
+        sizes = dict(FAST_PROTOCOL[name]) if preset == "fast" else {}
+        sizes.update({k: f"{v} (--set)" for k, v in overrides.get(name, {}).items()})
+        shown = ", ".join(f"{k} {', '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                          for k, v in sizes.items())
+        rows.append((name, shown or "published protocol"))
+    return f"preset: {preset}\n" + text_table(("metric", "sample sizes"), rows)
+
+
+def scores_table(result: dict) -> str:
+    """One row per score, then the skipped metrics with the reason."""
+    from ldm_dis.commands.tables import format_score, text_table
+
+    rows = []
+    for name, scores in result["scores"].items():
+        for k, (key, value) in enumerate(scores.items()):
+            rows.append((name if k == 0 else "", key, format_score(key, value),
+                         f"{result['seconds'][name]:.1f}" if k == 0 else ""))
+    for name, reason in result["skipped"].items():
+        rows.append((name, "skipped", reason, ""))
+    return text_table(("metric", "score", "value", "seconds"), rows)

@@ -24,7 +24,7 @@ FACTOR_NAMES = ["shape", "scale", "orientation", "pos_x", "pos_y"]
 class DSprites(StoredImageDataset):
     name = "dsprites"
 
-    def __init__(self, path: str, resolution: int = 64, subset: Optional[int] = None, cache_dir: Optional[str] = None) -> None:
+    def __init__(self, path: str, resolution: Optional[int] = None, subset: Optional[int] = None, cache_dir: Optional[str] = None) -> None:
         metadata = read_whole(path, "metadata", self.name, pickled=True)
         metadata = metadata.item() if isinstance(metadata, np.ndarray) and metadata.shape == () else metadata
         if not isinstance(metadata, dict) or "latents_sizes" not in metadata:

@@ -18,21 +18,23 @@ from ldm_dis.data.storage import ArraySource
 
 
 class StoredImageDataset(GroundTruthDataset):
-    """Images ``(N, H, W[, C])`` read by rows from ``source``; ``max_value`` is white (255, or 1 for dSprites)."""
+    """Images ``(N, H, W[, C])`` read by rows from ``source``; ``max_value`` is white (255, or 1 for dSprites).
+    ``resolution`` None serves them at their stored size."""
 
     def __init__(
         self,
         source: ArraySource,
         factor_names: Sequence[str],
         factor_sizes: Sequence[int],
-        resolution: int,
+        resolution: Optional[int],
         subset: Optional[int] = None,
         row_of_index: Optional[np.ndarray] = None,
         max_value: float = 255.0,
         channels_first: bool = False,
     ) -> None:
         channels = source.shape[1] if channels_first else (source.shape[3] if len(source.shape) == 4 else 1)
-        super().__init__(factor_names, factor_sizes, channels, resolution, subset)
+        native = source.shape[2] if channels_first else source.shape[1]  # the stored images' size (square)
+        super().__init__(factor_names, factor_sizes, channels, resolution, subset, native_resolution=native)
         if self.num_images != len(source):
             raise dataset_error(
                 self.name, source.path, f"{self.num_images} images for factor sizes {self.factor_sizes}", f"{len(source)} images"

@@ -1,4 +1,4 @@
-"""Noise schedules and the training loss of the latent diffusion model (SPEC 2.3).
+"""Noise schedules and the training loss of the latent diffusion model.
 
 The schedules are diffusers schedulers: the LDM "linear" schedule is ``scaled_linear`` (betas linear in
 sqrt from 0.0015 to 0.0155, 1000 steps). The loss is epsilon prediction with L1 (the released code) or L2.

@@ -1,4 +1,4 @@
-"""CNN feature extractor (paper Table 9 / the released code, SPEC 2.2).
+"""CNN feature extractor (paper Table 9 / the released code).
 
 image (B, 3, R, R) -> CNN -> N scalars (B, N) -> one MLP per unit, 1 -> 256 -> 512 -> D -> tokens (B, N, D).
 The two halves are exposed separately (``scalars`` / ``tokens``) because a bottleneck acts on one of them:

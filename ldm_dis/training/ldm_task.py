@@ -1,4 +1,4 @@
-"""The latent diffusion model as a training task (SPEC 1, 2.2-2.5): frozen VQ-GAN latents, feature
+"""The latent diffusion model as a training task: frozen VQ-GAN latents, feature
 extractor -> bottleneck -> units, U-Net with Skip Dropout conditioned on the units, EMA copies.
 
 One step:
@@ -38,6 +38,9 @@ from ldm_dis.viz.grids import interleave_rows
 
 
 class LDMTask:
+    sample_caption = ("Rows of dataset images, each followed by the row DDIM generates from their units "
+                      "(EMA weights).")
+
     def __init__(self, cfg, dataset, first_stage_path: Optional[str | Path] = None):
         m = cfg.model
         self.cfg = cfg

@@ -30,7 +30,7 @@ from ldm_dis.training.checkpoint import (
 )
 from ldm_dis.training.data_order import ordered_loader, steps_per_pass, training_loader
 from ldm_dis.training.rng import capture_rng, restore_rng, seed_everything
-from ldm_dis.training.run_log import RunLog
+from ldm_dis.training.run_log import TRACKER_DIR, RunLog, tracker_names
 
 
 class TrainingDiverged(RuntimeError):
@@ -38,12 +38,19 @@ class TrainingDiverged(RuntimeError):
 
 
 def make_accelerator(cfg):
+    """The run's Accelerator. ``train.mixed_precision`` None leaves the precision to accelerate (``accelerate
+    launch --mixed_precision``, its config file, ACCELERATE_MIXED_PRECISION); a value in the config wins."""
     from accelerate import Accelerator, DataLoaderConfiguration
 
     # split_batches: our batch sizes are global, so an LR scheduler steps once per optimizer step
     # whatever the number of processes, and ordered_loader splits each batch across processes
-    return Accelerator(mixed_precision=cfg.train.mixed_precision,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+    precision = cfg.train.mixed_precision
+    if precision in ("False", "false"):  # YAML reads a bare `no` as false, which the str field keeps as "False"
+        precision = "no"
+    return Accelerator(mixed_precision=precision,
+                       dataloader_config=DataLoaderConfiguration(split_batches=True),
+                       log_with=tracker_names(cfg.train.log_with),
+                       project_dir=str(Path(cfg.run.dir) / TRACKER_DIR))
 
 
 class Trainer:
@@ -65,7 +72,7 @@ class Trainer:
         # every process was built from the same seed (same initial weights); now give each its own
         # stream so that dropout masks and diffusion timesteps differ between processes
         seed_everything(train.seed + self.accelerator.process_index)
-        self.log = RunLog(self.run_dir, enabled=self.accelerator.is_main_process)
+        self.log = RunLog(self.run_dir, enabled=self.accelerator.is_main_process, accelerator=self.accelerator)
 
     @property
     def epoch(self) -> int:
@@ -89,6 +96,9 @@ class Trainer:
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / CONFIG_FILE).write_text(to_yaml(self.cfg))
+            if self.cfg.train.mixed_precision is None and acc.mixed_precision != "no":
+                print(f"mixed precision {acc.mixed_precision}, as accelerate was told (train.mixed_precision is unset)")
+        self.log.start(self.cfg)
         batches = iter(training_loader(self.dataset, train.batch_size, train.seed, self.step, acc,
                                        self.cfg.data.num_workers))
         sample_batch = self._sample_batch() if train.sample_every else None
@@ -190,10 +200,13 @@ class Trainer:
             generator = torch.Generator(device=acc.device).manual_seed(self.cfg.train.seed)
             pictures = self.task.sample_images(images, generator)
         if acc.is_main_process:
-            from ldm_dis.viz.grids import save_image_grid
+            from ldm_dis.viz.grids import image_grid
 
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_image_grid(pictures.detach().float().cpu(), path, nrow=min(8, len(pictures)), title=f"step {self.step}")
+            grid = image_grid(pictures.detach().float().cpu(), nrow=min(8, len(pictures)), title=f"step {self.step}",
+                              caption=getattr(self.task, "sample_caption", "") or None)
+            grid.save(path)
+            self.log.image("samples", np.asarray(grid.convert("RGB")), self.step)
         return path
 
     # --------------------------------------------------------------------------------- checkpoints

@@ -1,4 +1,4 @@
-"""The VQ-GAN first stage as a training task (SPEC 2.1, paper Table 7).
+"""The VQ-GAN first stage as a training task (paper Table 7).
 
 ``first_stage.codebook_init=data`` sets the codebook from the encoder outputs of the first batch before
 the first step (the main process's codebook, broadcast to the others). One step: reconstruct, update the
@@ -31,6 +31,8 @@ def psnr(mse: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
 
 
 class VQGANTask:
+    sample_caption = "Rows of dataset images, each followed by the row of their VQ-GAN reconstructions."
+
     def __init__(self, cfg, dataset=None):
         fs = cfg.model.first_stage
         if fs.codebook_init not in ("uniform", "data"):

@@ -1,4 +1,4 @@
-"""Small files in exactly the formats of the real datasets (SPEC section 4), and their expected images."""
+"""Small files in exactly the formats of the real datasets, and their expected images."""
 
 from __future__ import annotations
 
