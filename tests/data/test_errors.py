@@ -101,12 +101,12 @@ def test_truncated_npy(tmp_path):
     fails({"name": "arrays", "path": str(tmp_path / "x.npy"), "factor_sizes": [24]}, "x.npy", "truncated")
 
 
-def test_dsprites_missing_metadata_and_wrong_images(tmp_path):
+def test_dsprites_missing_classes_and_wrong_images(tmp_path):
     np.savez(tmp_path / "d.npz", imgs=np.zeros((4, 64, 64), np.uint8))
-    fails({"name": "dsprites", "path": str(tmp_path / "d.npz")}, "'metadata'", "arrays ['imgs']")
+    fails({"name": "dsprites", "path": str(tmp_path / "d.npz")}, "'latents_classes'", "arrays ['imgs']")
     write_dsprites(tmp_path / "ok.npz")
-    with np.load(tmp_path / "ok.npz", allow_pickle=True) as npz:
-        parts = dict(npz)
+    with np.load(tmp_path / "ok.npz") as npz:
+        parts = {k: npz[k] for k in ("imgs", "latents_classes", "latents_values")}
     parts["imgs"] = np.zeros((48, 64, 64, 3), np.uint8)
     np.savez(tmp_path / "bad.npz", **parts)
     fails({"name": "dsprites", "path": str(tmp_path / "bad.npz"), "cache_dir": str(tmp_path)}, "(N, H, W)", "(48, 64, 64, 3)")
