@@ -21,6 +21,7 @@ from ldm_dis.config.loading import config_to_dict
 from ldm_dis.config.schema import TrainConfig
 from ldm_dis.training.checkpoint import MODEL_FILE, CheckpointError, list_checkpoints, task_kwargs
 from ldm_dis.training.rng import seed_everything
+from ldm_dis.training.run_lock import hold_run_folder
 from ldm_dis.training.trainer import Trainer, make_accelerator
 
 # keys that do not change the first stage's weights, left out of its cache key
@@ -75,6 +76,12 @@ def ensure_first_stage(cfg, dataset, accelerator) -> Path:
             raise CheckpointError(f"model.first_stage.checkpoint={given!r} does not exist")
         return Path(given)
     fs_cfg = first_stage_config(cfg)
+    # runs sharing the cache entry take turns: one trains it, the others wait and then reuse it
+    with hold_run_folder(fs_cfg.run.dir, accelerator, wait=True, what="first-stage cache"):
+        return _cached_first_stage(fs_cfg, dataset, accelerator)
+
+
+def _cached_first_stage(fs_cfg, dataset, accelerator) -> Path:
     found = list_checkpoints(fs_cfg.run.dir)
     main = accelerator.is_main_process
     if found and found[-1][0] >= fs_cfg.train.max_steps:
@@ -98,6 +105,11 @@ def run_training(cfg, resume: bool = False, export_codes: Optional[str] = None, 
     """Train what ``cfg`` describes (with its first stage); optionally export the codes afterwards.
     ``dataset``/``task`` replace ``build_dataset``/``build_task`` (tests)."""
     accelerator = accelerator if accelerator is not None else make_accelerator(cfg)
+    with hold_run_folder(cfg.run.dir, accelerator):  # before anything in run.dir is read or written
+        return _train(cfg, resume, export_codes, dataset, accelerator, task)
+
+
+def _train(cfg, resume, export_codes, dataset, accelerator, task) -> Trainer:
     if dataset is None:
         from ldm_dis.data import build_dataset
 
