@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +20,9 @@ from omegaconf import OmegaConf
 
 from ldm_dis.config.loading import config_to_dict
 from ldm_dis.config.schema import TrainConfig
-from ldm_dis.training.checkpoint import MODEL_FILE, CheckpointError, list_checkpoints, task_kwargs
+from ldm_dis.training.checkpoint import (
+    MODEL_FILE, CheckpointError, find_checkpoints, list_checkpoints, remove_leftovers, task_kwargs,
+)
 from ldm_dis.training.rng import seed_everything
 from ldm_dis.training.run_lock import hold_run_folder
 from ldm_dis.training.trainer import Trainer, make_accelerator
@@ -82,8 +85,14 @@ def ensure_first_stage(cfg, dataset, accelerator) -> Path:
 
 
 def _cached_first_stage(fs_cfg, dataset, accelerator) -> Path:
-    found = list_checkpoints(fs_cfg.run.dir)
     main = accelerator.is_main_process
+    if main:
+        _clean(fs_cfg.run.dir, "first stage")
+        for _, folder, reason in find_checkpoints(fs_cfg.run.dir)[1]:  # the cache is ours: retrain what is lost
+            print(f"first stage: removing damaged checkpoint {folder} ({reason}); its steps are trained again")
+            shutil.rmtree(folder)
+    accelerator.wait_for_everyone()
+    found = list_checkpoints(fs_cfg.run.dir)
     if found and found[-1][0] >= fs_cfg.train.max_steps:
         if main:
             print(f"first stage: reusing {found[-1][1]}")
@@ -109,7 +118,16 @@ def run_training(cfg, resume: bool = False, export_codes: Optional[str] = None, 
         return _train(cfg, resume, export_codes, dataset, accelerator, task)
 
 
+def _clean(run_dir, what: str) -> None:
+    """Leftovers of processes killed while saving (no live writer: the caller holds the folder)."""
+    for line in remove_leftovers(run_dir):
+        print(f"{what}: {line} (left by a process that ended while saving)")
+
+
 def _train(cfg, resume, export_codes, dataset, accelerator, task) -> Trainer:
+    if accelerator.is_main_process:
+        _clean(cfg.run.dir, "run.dir")
+    accelerator.wait_for_everyone()
     if dataset is None:
         from ldm_dis.data import build_dataset
 
