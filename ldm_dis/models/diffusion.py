@@ -18,10 +18,13 @@ from ldm_dis.errors import UserInputError
 
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
+LOSSES = ("l1", "l2")
+PREDICTION_TYPES = ("epsilon",)
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # what DDPMScheduler and DDIMScheduler both offer
 
 
 def _schedule_kwargs(cfg) -> dict:
-    if cfg.prediction_type != "epsilon":
+    if cfg.prediction_type not in PREDICTION_TYPES:
         raise UserInputError(f"model.diffusion.prediction_type={cfg.prediction_type!r}: only 'epsilon' is implemented")
     return dict(
         num_train_timesteps=cfg.num_train_timesteps,
@@ -94,4 +97,4 @@ def diffusion_loss(
         return F.l1_loss(pred.float(), noise.float())
     if loss_type == "l2":
         return F.mse_loss(pred.float(), noise.float())
-    raise UserInputError(f"model.diffusion.loss={loss_type!r}: expected 'l1' or 'l2'")
+    raise UserInputError(f"model.diffusion.loss={loss_type!r}: expected one of {LOSSES}")

@@ -38,6 +38,9 @@ class TrainingDiverged(RuntimeError):
     """A loss term or a weight became NaN or infinite; the run stops before writing anything else."""
 
 
+MIXED_PRECISION = ("no", "fp16", "bf16")  # passed to Accelerate; fp8 needs libraries and hardware we do not set up
+
+
 def make_accelerator(cfg):
     from accelerate import Accelerator, DataLoaderConfiguration
 

@@ -30,11 +30,14 @@ def psnr(mse: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
     return 10.0 * torch.log10(data_range**2 / mse.clamp_min(1e-12))
 
 
+CODEBOOK_INITS = ("uniform", "data")
+
+
 class VQGANTask:
     def __init__(self, cfg, dataset=None):
         fs = cfg.model.first_stage
-        if fs.codebook_init not in ("uniform", "data"):
-            raise UserInputError(f"model.first_stage.codebook_init={fs.codebook_init!r}: expected 'uniform' or 'data'")
+        if fs.codebook_init not in CODEBOOK_INITS:
+            raise UserInputError(f"model.first_stage.codebook_init={fs.codebook_init!r}: expected one of {CODEBOOK_INITS}")
         self.cfg = cfg
         self.first_stage = FirstStage.from_config(fs)
         self.loss = VQGANLoss(
