@@ -21,8 +21,9 @@ from omegaconf import OmegaConf
 from ldm_dis.config.loading import config_to_dict
 from ldm_dis.config.schema import TrainConfig
 from ldm_dis.training.checkpoint import (
-    MODEL_FILE, CheckpointError, find_checkpoints, list_checkpoints, remove_leftovers, task_kwargs,
+    MODEL_FILE, CheckpointError, find_checkpoints, list_checkpoints, remove_leftovers, resolve_checkpoint, task_kwargs,
 )
+from ldm_dis.training.resume_changes import check_resume_config
 from ldm_dis.training.rng import seed_everything
 from ldm_dis.training.run_lock import hold_run_folder
 from ldm_dis.training.trainer import Trainer, make_accelerator
@@ -128,6 +129,11 @@ def _train(cfg, resume, export_codes, dataset, accelerator, task) -> Trainer:
     if accelerator.is_main_process:
         _clean(cfg.run.dir, "run.dir")
     accelerator.wait_for_everyone()
+    if resume and list_checkpoints(cfg.run.dir):  # before the first stage: a refused change trains nothing
+        newest = resolve_checkpoint(cfg.run.dir, quiet=True)
+        for key, (old, new) in check_resume_config(cfg, newest).items():
+            if accelerator.is_main_process:
+                print(f"resume: {key} {old!r} -> {new!r}")
     if dataset is None:
         from ldm_dis.data import build_dataset
 

@@ -29,6 +29,7 @@ from ldm_dis.training.checkpoint import (
     load_modules, prune_checkpoints, resolve_checkpoint, save_checkpoint,
 )
 from ldm_dis.training.integrity import named_tensors, non_finite_tensors
+from ldm_dis.training.resume_changes import apply_learning_rates, capture_learning_rates, saved_config_value
 from ldm_dis.training.data_order import ordered_loader, steps_per_pass, training_loader
 from ldm_dis.training.rng import capture_rng, restore_rng, seed_everything
 from ldm_dis.training.run_log import RunLog
@@ -249,6 +250,7 @@ class Trainer:
         if checkpoint is None and not any(find_checkpoints(self.run_dir)):
             raise CheckpointError(f"--resume: run.dir {str(self.run_dir)!r} holds no checkpoint to resume from")
         path = resolve_checkpoint(checkpoint or self.run_dir, quiet=not acc.is_main_process)  # newest intact
+        fresh_rates = capture_learning_rates(self.task)  # what the task derived from this run's train.lr
         state = load_checkpoint(path)
         bad, _ = non_finite_tensors(named_tensors(state["modules"]))
         if bad:  # never written by this trainer, which checks the weights before saving
@@ -267,6 +269,11 @@ class Trainer:
                     obj.load_state_dict(saved[name])
                 except (ValueError, KeyError, RuntimeError) as exc:
                     raise CheckpointError(f"{path}: {kind[:-1]} {name!r} does not fit the checkpoint: {exc}") from None
+        saved_lr = saved_config_value(path, "train.lr")
+        if saved_lr is not None and saved_lr != self.cfg.train.lr:  # --resume train.lr=...: the new rate, not the saved one
+            lines = apply_learning_rates(self.task, fresh_rates)
+            if acc.is_main_process:
+                print(f"resume: train.lr {saved_lr:g} -> {self.cfg.train.lr:g}; " + "; ".join(lines))
         self.step = int(state["step"])
         if len(state["rng"]) == acc.num_processes:
             restore_rng(state["rng"][acc.process_index], acc.device)
