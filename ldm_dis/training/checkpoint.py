@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ldm_dis.errors import UserInputError
@@ -119,11 +120,30 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Option
     """Write ``state`` (a dict with ``modules``: {name: state_dict} and any other plain data / tensors)
     to the folder ``path`` atomically; an existing folder of that name is replaced."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
+    try:
+        _write_folder(tmp, state, config_yaml)
+    except (OSError, SafetensorError) as exc:  # a full disk, a quota, a read-only mount...
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        previous = latest_checkpoint(path.parent.parent)
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {reason}; nothing of it is left behind, and the newest checkpoint "
+            f"{previous or '(none yet)'} is intact. Free some space (or set run.dir elsewhere) and --resume"
+        ) from None
+    old = path.parent / f".old-{path.name}-{os.getpid()}"
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def _write_folder(tmp: Path, state: Dict[str, Any], config_yaml: Optional[str]) -> None:
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-
     model_tensors: Dict[str, torch.Tensor] = {}
     skeleton = {"modules": {}}
     for name, module_state in state["modules"].items():
@@ -139,14 +159,6 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Option
         _write_text(tmp / CONFIG_FILE, config_yaml)
     _write_text(tmp / STATE_FILE, json.dumps(skeleton, indent=1))
     _fsync_dir(tmp)
-
-    old = path.parent / f".old-{path.name}-{os.getpid()}"
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
 
 
 # ---------------------------------------------------------------------------------------- checking

@@ -91,6 +91,8 @@ class Trainer:
                 f"run.dir {str(self.run_dir)!r} already holds checkpoints; pass --resume to continue that "
                 "run, or choose another run.dir"
             )
+        if self.resumed_from is None:
+            self.log.truncate_after(0)  # records of an earlier start killed before its first checkpoint
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / CONFIG_FILE).write_text(to_yaml(self.cfg))
