@@ -26,6 +26,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from omegaconf import OmegaConf
 
 Rule = Tuple[Callable[[Any], bool], str]
+CODEBOOK_INITS = ("uniform", "data")  # model.first_stage.codebook_init, read by the VQ-GAN task
 
 
 # ------------------------------------------------------------------------------------------ ranges
@@ -139,8 +140,6 @@ def _choice_problems(cfg) -> List[str]:
               ("data.name", cfg.data.name, sorted(DATASETS)), ("train.mixed_precision", cfg.train.mixed_precision, MIXED_PRECISION),
               *((f"eval.metrics[{i}]", name, list(METRICS)) for i, name in enumerate(cfg.eval.metrics))]
     if m.kind in ("ldm", "vqgan"):
-        from ldm_dis.training.vqgan_task import CODEBOOK_INITS
-
         checks.append(("model.first_stage.codebook_init", m.first_stage.codebook_init, CODEBOOK_INITS))
     if m.kind == "ldm":
         from ldm_dis.models import diffusion

@@ -7,14 +7,16 @@ sqrt from 0.0015 to 0.0155, 1000 steps). The loss is epsilon prediction with L1 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from ldm_dis.errors import UserInputError
+
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler, DDPMScheduler
 
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
@@ -36,14 +38,18 @@ def _schedule_kwargs(cfg) -> dict:
     )
 
 
-def make_train_scheduler(cfg) -> DDPMScheduler:
+def make_train_scheduler(cfg) -> "DDPMScheduler":
     """``cfg`` is ``model.diffusion``; used for ``add_noise`` only."""
+    from diffusers import DDPMScheduler  # here, not at import: the config checks read this module's names
+
     return DDPMScheduler(**_schedule_kwargs(cfg))
 
 
-def make_ddim_scheduler(cfg) -> DDIMScheduler:
+def make_ddim_scheduler(cfg) -> "DDIMScheduler":
     """DDIM on the same schedule; like LDM's sampler, timesteps 1, 1 + c, ... (steps_offset=1) and the
     last step goes to alpha_bar_0 rather than 1 (set_alpha_to_one=False)."""
+    from diffusers import DDIMScheduler
+
     return DDIMScheduler(**_schedule_kwargs(cfg), steps_offset=1, set_alpha_to_one=False)
 
 

@@ -275,7 +275,7 @@ class Trainer:
         if saved_lr is not None and saved_lr != self.cfg.train.lr:  # --resume train.lr=...: the new rate, not the saved one
             lines = apply_learning_rates(self.task, fresh_rates)
             if acc.is_main_process:
-                print(f"resume: train.lr {saved_lr:g} -> {self.cfg.train.lr:g}; " + "; ".join(lines))
+                print("resume: learning rates now " + "; ".join(lines))
         self.step = int(state["step"])
         if len(state["rng"]) == acc.num_processes:
             restore_rng(state["rng"][acc.process_index], acc.device)

@@ -17,6 +17,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ldm_dis.config.validation import CODEBOOK_INITS
 from ldm_dis.errors import UserInputError
 from ldm_dis.models.perceptual import build_perceptual
 from ldm_dis.models.vqgan import FirstStage
@@ -28,9 +29,6 @@ from ldm_dis.viz.grids import interleave_rows
 def psnr(mse: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of images in [-1, 1] (range 2)."""
     return 10.0 * torch.log10(data_range**2 / mse.clamp_min(1e-12))
-
-
-CODEBOOK_INITS = ("uniform", "data")
 
 
 class VQGANTask:

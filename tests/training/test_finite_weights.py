@@ -24,13 +24,36 @@ def poison(checkpoint, key="net.decoder.weight"):
     save_file(tensors, str(file))
 
 
-def test_an_infinite_learning_rate_writes_no_checkpoint_and_exits_non_zero(tiny, tmp_path, capsys):
+def test_non_finite_weights_write_no_checkpoint_and_exit_non_zero(tiny, tmp_path, capsys, monkeypatch):
     _, data = tiny
-    code = main(args(tmp_path, "inf", "train.lr=inf", "train.max_steps=1"), dataset=data)
+    # the command line refuses train.lr=inf when the config loads; a config built in code reaches the trainer
+    from ldm_dis.config.loading import load_config
+    from ldm_dis.training.trainer import TrainingDiverged
+
+    cfg = load_config(None, [*TINY_OVERRIDES, f"run.dir={tmp_path / 'inf'}", "train.max_steps=1"])
+    cfg.train.lr = float("inf")
+    with pytest.raises(TrainingDiverged, match=r"step 1: \d+ of \d+ tensors .* NaN or infinite \(net\..*no checkpoint is written"):
+        run_training(cfg, dataset=data)  # the loss of step 1 is finite: only the weights tell
+    assert list_checkpoints(tmp_path / "inf") == []
+
+    # through the command: weights made NaN by a step whose loss is finite end the run with exit 3
+    import tiny_training_task
+
+    step = tiny_training_task.TinyTask.training_step
+
+    def poisoning_step(self, images, factors, i, acc):
+        out = step(self, images, factors, i, acc)
+        if i == 2:
+            with torch.no_grad():
+                acc.unwrap_model(self.net).decoder.weight.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(tiny_training_task.TinyTask, "training_step", poisoning_step)
+    code = main(args(tmp_path, "nan", "train.ckpt_every=3"), dataset=data)
     err = capsys.readouterr().err
     assert code == 3, err
-    assert "step 1:" in err and "NaN or infinite" in err and "net." in err and "no checkpoint is written" in err
-    assert list_checkpoints(tmp_path / "inf") == []
+    assert "step 3:" in err and "net.decoder.weight" in err and "no checkpoint is written" in err
+    assert list_checkpoints(tmp_path / "nan") == []
 
 
 def test_the_last_good_checkpoint_named_on_divergence_is_finite(tiny, tmp_path, capsys):

@@ -27,7 +27,7 @@ def test_a_new_learning_rate_reaches_the_restored_optimizer(tiny, capsys):
     capsys.readouterr()
     assert main(["--resume", f"run.dir={first.run_dir}", "train.lr=0.02", "train.max_steps=8"], dataset=data) == 0
     out = capsys.readouterr().out
-    assert "resume: train.lr 0.01 -> 0.02" in out
+    assert "resume: train.lr 0.01 -> 0.02" in out and "resume: learning rates now" in out
     assert math.isclose(lr_at(first.run_dir, 6), 0.02 * 0.9**3)  # the schedule goes on from its step, at the new base
     assert math.isclose(lr_at(first.run_dir, 8), 0.02 * 0.9**4)
     assert load_config(first.run_dir / "config.yaml").train.lr == 0.02
