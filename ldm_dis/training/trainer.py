@@ -28,9 +28,9 @@ from ldm_dis.training.checkpoint import (
     CONFIG_FILE, CheckpointError, checkpoint_path, find_checkpoints, last_good_checkpoint, load_checkpoint,
     load_modules, prune_checkpoints, resolve_checkpoint, save_checkpoint,
 )
+from ldm_dis.training.data_order import ordered_loader, steps_per_pass, training_loader
 from ldm_dis.training.integrity import named_tensors, non_finite_tensors
 from ldm_dis.training.resume_changes import apply_learning_rates, capture_learning_rates, saved_config_value
-from ldm_dis.training.data_order import ordered_loader, steps_per_pass, training_loader
 from ldm_dis.training.rng import capture_rng, restore_rng, seed_everything
 from ldm_dis.training.run_log import RunLog
 
