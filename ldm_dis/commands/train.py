@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -70,6 +71,13 @@ def run(args, dataset=None) -> int:
     except TrainingDiverged as exc:
         print(f"training stopped: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:  # checkpoints say so themselves (CheckpointError); this is the log, a sample...
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"training stopped: cannot write {exc.filename or 'to ' + str(cfg.run.dir)}: {exc.strerror}. "
+              "Checkpoints are written atomically, so the newest one is intact: free some space and --resume",
+              file=sys.stderr)
+        return 2
     return 0
 
 

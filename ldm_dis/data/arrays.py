@@ -23,7 +23,7 @@ import numpy as np
 
 from ldm_dis.data.errors import dataset_error
 from ldm_dis.data.storage import npz_keys, open_array, read_whole
-from ldm_dis.data.stored import StoredImageDataset, grid_from_labels, require_path
+from ldm_dis.data.stored import StoredImageDataset, check_float_images, grid_from_labels, require_path
 
 
 class ArrayDataset(StoredImageDataset):
@@ -51,6 +51,7 @@ class ArrayDataset(StoredImageDataset):
             max_value = 255.0
         elif np.issubdtype(source.dtype, np.floating):
             max_value = 1.0
+            check_float_images(source, self.name, max_value)  # NaN, inf or 0..255 floats are refused here
         else:
             raise dataset_error(self.name, path, "uint8 (0..255) or float (0..1) images", f"dtype {source.dtype}")
 

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -21,8 +22,12 @@ from omegaconf import OmegaConf
 
 from ldm_dis.config.loading import config_to_dict
 from ldm_dis.config.schema import TrainConfig
-from ldm_dis.training.checkpoint import MODEL_FILE, CheckpointError, list_checkpoints, task_kwargs
+from ldm_dis.training.checkpoint import (
+    MODEL_FILE, CheckpointError, find_checkpoints, list_checkpoints, remove_leftovers, resolve_checkpoint, task_kwargs,
+)
+from ldm_dis.training.resume_changes import check_resume_config
 from ldm_dis.training.rng import seed_everything
+from ldm_dis.training.run_lock import hold_run_folder
 from ldm_dis.training.trainer import Trainer, make_accelerator
 
 # keys that do not change the first stage's weights, left out of its cache key
@@ -92,8 +97,20 @@ def ensure_first_stage(cfg, dataset, accelerator) -> Path:
             raise CheckpointError(f"model.first_stage.checkpoint={given!r} does not exist")
         return Path(given)
     fs_cfg = first_stage_config(cfg)
-    found = list_checkpoints(fs_cfg.run.dir)
+    # runs sharing the cache entry take turns: one trains it, the others wait and then reuse it
+    with hold_run_folder(fs_cfg.run.dir, accelerator, wait=True, what="first-stage cache"):
+        return _cached_first_stage(fs_cfg, dataset, accelerator)
+
+
+def _cached_first_stage(fs_cfg, dataset, accelerator) -> Path:
     main = accelerator.is_main_process
+    if main:
+        _clean(fs_cfg.run.dir, "first stage")
+        for _, folder, reason in find_checkpoints(fs_cfg.run.dir)[1]:  # the cache is ours: retrain what is lost
+            print(f"first stage: removing damaged checkpoint {folder} ({reason}); its steps are trained again")
+            shutil.rmtree(folder)
+    accelerator.wait_for_everyone()
+    found = list_checkpoints(fs_cfg.run.dir)
     if found and found[-1][0] >= fs_cfg.train.max_steps:
         if main:
             print(f"first stage: reusing {found[-1][1]}")
@@ -115,6 +132,25 @@ def run_training(cfg, resume: bool = False, export_codes: Optional[str] = None, 
     """Train what ``cfg`` describes (with its first stage); optionally export the codes afterwards.
     ``dataset``/``task`` replace ``build_dataset``/``build_task`` (tests)."""
     accelerator = accelerator if accelerator is not None else make_accelerator(cfg)
+    with hold_run_folder(cfg.run.dir, accelerator):  # before anything in run.dir is read or written
+        return _train(cfg, resume, export_codes, dataset, accelerator, task)
+
+
+def _clean(run_dir, what: str) -> None:
+    """Leftovers of processes killed while saving (no live writer: the caller holds the folder)."""
+    for line in remove_leftovers(run_dir):
+        print(f"{what}: {line} (left by a process that ended while saving)")
+
+
+def _train(cfg, resume, export_codes, dataset, accelerator, task) -> Trainer:
+    if accelerator.is_main_process:
+        _clean(cfg.run.dir, "run.dir")
+    accelerator.wait_for_everyone()
+    if resume and list_checkpoints(cfg.run.dir):  # before the first stage: a refused change trains nothing
+        newest = resolve_checkpoint(cfg.run.dir, quiet=True)
+        for key, (old, new) in check_resume_config(cfg, newest).items():
+            if accelerator.is_main_process:
+                print(f"resume: {key} {old!r} -> {new!r}")
     if dataset is None:
         from ldm_dis.data import build_dataset
 

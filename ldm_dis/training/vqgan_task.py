@@ -17,6 +17,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ldm_dis.config.validation import CODEBOOK_INITS
 from ldm_dis.errors import UserInputError
 from ldm_dis.models.perceptual import build_perceptual
 from ldm_dis.models.vqgan import FirstStage
@@ -35,8 +36,8 @@ class VQGANTask:
 
     def __init__(self, cfg, dataset=None):
         fs = cfg.model.first_stage
-        if fs.codebook_init not in ("uniform", "data"):
-            raise UserInputError(f"model.first_stage.codebook_init={fs.codebook_init!r}: expected 'uniform' or 'data'")
+        if fs.codebook_init not in CODEBOOK_INITS:
+            raise UserInputError(f"model.first_stage.codebook_init={fs.codebook_init!r}: expected one of {CODEBOOK_INITS}")
         self.cfg = cfg
         self.first_stage = FirstStage.from_config(fs)
         self.loss = VQGANLoss(
