@@ -108,6 +108,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         cfg = _merge(cfg, dotlist, f"override {key}={value}")
     OmegaConf.set_readonly(cfg, False)
     source = str(resolve_config_path(path)) if path is not None else "config"
+    if cfg.train.mixed_precision in ("False", "false"):  # YAML reads a bare `no` as false; the str field keeps "False"
+        cfg.train.mixed_precision = "no"
     validate_config(cfg, source + (" with overrides" if overrides else ""))  # ranges, choices, rules across keys
     return cfg  # type: ignore[return-value]
 

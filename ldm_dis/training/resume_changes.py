@@ -50,7 +50,8 @@ def differences(saved, cfg) -> Tuple[Dict[str, Tuple[Any, Any]], Dict[str, Tuple
     applied, refused = {}, {}
     for key in sorted(set(old) | set(new)):
         before, after = old.get(key), new.get(key)
-        if before == after or (key == "model.first_stage.checkpoint" and after is None):
+        unset = after is None and key in ("model.first_stage.checkpoint", "data.resolution")  # as the run recorded it
+        if before == after or unset:
             continue
         resumable = key in RESUMABLE or key.startswith(RESUMABLE_SECTIONS)
         (applied if resumable else refused)[key] = (before, after)

@@ -49,10 +49,7 @@ def make_accelerator(cfg):
 
     # split_batches: our batch sizes are global, so an LR scheduler steps once per optimizer step
     # whatever the number of processes, and ordered_loader splits each batch across processes
-    precision = cfg.train.mixed_precision
-    if precision in ("False", "false"):  # YAML reads a bare `no` as false, which the str field keeps as "False"
-        precision = "no"
-    return Accelerator(mixed_precision=precision,
+    return Accelerator(mixed_precision=cfg.train.mixed_precision,  # a bare YAML `no` is "no" (load_config)
                        dataloader_config=DataLoaderConfiguration(split_batches=True),
                        log_with=tracker_names(cfg.train.log_with),
                        project_dir=str(Path(cfg.run.dir) / TRACKER_DIR))

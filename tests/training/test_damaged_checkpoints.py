@@ -108,7 +108,7 @@ def test_evaluate_picks_the_intact_checkpoint_or_names_the_damage(tiny, monkeypa
 def test_a_truncated_cached_first_stage_is_trained_again(tiny, capsys):
     make, data = tiny
     first = run_training(make(*LDM, run="a"), dataset=data)
-    cache = first.run_dir.parent / ".first_stage"
+    cache = first.run_dir.parent / "cache" / "first_stage"  # LDM_DIS_CACHE of the tiny fixture
     (entry,) = cache.iterdir()
     final = entry / "checkpoints" / "step_0000004" / "model.safetensors"
     weights = {k: v.clone() for k, v in load_file(str(final)).items()}  # not views of the file we damage

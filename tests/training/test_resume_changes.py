@@ -51,7 +51,7 @@ def test_other_changes_are_refused_listing_every_key_and_nothing_runs(tiny, caps
 def test_a_changed_first_stage_is_refused_before_the_first_stage_trains(tiny):
     make, data = tiny
     first = run_training(make(*LDM), dataset=data)
-    cache = first.run_dir.parent / ".first_stage"
+    cache = first.run_dir.parent / "cache" / "first_stage"  # LDM_DIS_CACHE of the tiny fixture
     entries = sorted(cache.iterdir())
     with pytest.raises(ConfigError, match=r"model\.first_stage\.n_embed: 2048 -> 16"):
         run_training(make(*LDM, "model.first_stage.n_embed=16", "train.max_steps=4"), dataset=data, resume=True)

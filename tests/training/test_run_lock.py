@@ -57,7 +57,8 @@ def test_a_second_process_on_a_busy_run_folder_is_refused_at_once(tmp_path):
 
 def test_runs_sharing_a_first_stage_take_turns_and_the_second_reuses_it(tmp_path):
     ldm = ["model.kind=ldm", "model.first_stage.max_steps=4", "model.first_stage.batch_size=4",
-           "model.first_stage.ckpt_every=2", "model.first_stage.log_every=2", "train.max_steps=2"]
+           "model.first_stage.ckpt_every=2", "model.first_stage.log_every=2", "train.max_steps=2",
+           f"run.first_stage_cache={tmp_path / '.first_stage'}"]
     first, release = start_hanging(tmp_path, "a", *ldm)  # hangs inside the first stage
     try:
         second = subprocess.Popen(PYTHON + tiny_args(tmp_path, "b", *ldm), env=env_for(tmp_path),

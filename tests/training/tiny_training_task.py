@@ -189,5 +189,8 @@ def register(monkeypatch=None):
 TINY_OVERRIDES = [
     "model.kind=tiny", "train.batch_size=4", "train.max_steps=8", "train.lr=0.01", "train.log_every=2",
     "train.ckpt_every=2", "train.keep_last=2", "train.sample_every=4", "train.num_sample_images=4",
-    "data.num_workers=0",
+    "data.num_workers=0", "data.resolution=8",
+    # with model.kind=ldm the tiny task stands in for the LDM: settings its real networks could have at 8x8
+    "model.encoder.channels=[8]", "model.first_stage.channel_mult=[1]", "model.unet.channel_mult=[1]",
+    "model.unet.attention_downsample=[1]",
 ]
