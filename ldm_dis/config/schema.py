@@ -72,15 +72,20 @@ class FirstStageConfig:
 # ------------------------------------------------------------------------------- feature extractor
 @dataclass
 class EncoderConfig:
-    """CNN feature extractor of paper Table 9 / the released code (SPEC 2.2)."""
+    """CNN feature extractor of paper Table 9 and the released code; the defaults build the released one
+    (23.6M parameters at N = 20, 64x64)."""
 
     num_units: int = 20  # N latent units
     unit_dim: int = 32  # D, also the cross-attention context dim
     stem_channels: int = 64  # conv 7x7 stride 1
     channels: List[int] = field(default_factory=lambda: [128, 256, 256, 256])  # conv 4x4 stride 2 each
-    hidden: int = 256  # FC 4096 -> hidden -> N
-    extra_fc: bool = False  # Table 9's extra FC 4096x4096 (the released code has none)
+    hidden: int = 256  # FC ... -> hidden -> ReLU -> FC hidden -> N
+    # the released first FC, flat (4096 at 64x64) -> extra_fc_width -> ReLU, before FC -> hidden; false = a
+    # smaller head (flat -> hidden), a CPU choice
+    extra_fc: bool = True
+    extra_fc_width: int = 4096
     unit_mlp: List[int] = field(default_factory=lambda: [256, 512])  # per-unit MLP 1 -> 256 -> 512 -> D
+    final_relu: bool = True  # ReLU after the unit MLP's last layer (released MLPModule): tokens >= 0
 
 
 # -------------------------------------------------------------------------------------------- U-Net

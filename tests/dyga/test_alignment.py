@@ -110,3 +110,19 @@ def test_gradients_pass(clusters):
     out = align_features(between, **{**p, "variances": variances}, tau=1.0, lam=0.1, stochastic=True)
     (out * weights).sum().backward()
     assert variances.grad is not None and variances.grad.abs().sum() > 0
+
+
+def test_exact_zero_coordinates_follow_the_guarded_formula():
+    """ReLU tokens hold exact zeros: c_j = 0 with mu_j != 0 makes |c_j - mu_j| / eps huge, so delta = 0
+    (the feature stays); c_j = mu_j = 0 adds nothing to the sum. Finite values and gradients either way."""
+    d = 4
+    one_anchor = dict(center=torch.zeros(1, d), scale=torch.ones(1), means=torch.ones(1, 1, d),
+                      variances=torch.ones(1, 1, d), eigenvectors=torch.eye(d)[None, None], weights=torch.ones(1, 1))
+    c = torch.tensor([[[0.0, 2.0, 2.0, 2.0]]], requires_grad=True)
+    out = align_features(c, **one_anchor, tau=1e-4, lam=0.1, stochastic=True)
+    out.sum().backward()
+    assert torch.equal(out.detach(), c.detach()) and torch.isfinite(c.grad).all()
+    zero_anchor = {**one_anchor, "means": torch.tensor([[[0.0, 1.0, 1.0, 1.0]]])}
+    out = align_features(c.detach(), **zero_anchor, tau=1e-4, lam=0.1, stochastic=False)
+    delta = 0.1 * np.exp(-(0.0 + 3 * 0.5) / d)  # |2 - 1| / 2 on three coordinates, 0 on the zero one
+    torch.testing.assert_close(out, c.detach() + delta * (zero_anchor["means"] - c.detach()))

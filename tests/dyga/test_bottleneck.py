@@ -120,3 +120,23 @@ def test_worker_processes_give_the_same_anchors(clusters):
     parallel.fit(feats)
     for name, buf in serial.state_dict().items():
         assert torch.equal(parallel.state_dict()[name], buf), name
+
+
+def test_relu_tokens_with_exact_zeros_fit_and_align(clusters):
+    """The released extractor's tokens are >= 0 and often exactly 0: a dead unit, a mostly-zero unit and
+    zero coordinates fit and align with finite values and gradients."""
+    features = np.maximum(_unit_features(clusters), 0).astype(np.float32)
+    features[:, 2] = 0.0  # a dead unit: every token is 0
+    features[: len(features) * 3 // 4, 1] = 0.0  # most tokens of unit 1 are 0
+    assert (features[:, 0] == 0).any()
+    bn = DyGABottleneck(DyGAConfig(num_workers=1, k_init=3, k_max=6, em_iters=20), N_UNITS, DIM)
+    bn.fit(features)
+    assert bn.num_anchors[2] == 1 and torch.isfinite(bn.means).all() and torch.isfinite(bn.variances).all()
+    x = torch.tensor(features[::7][:64], requires_grad=True)
+    for training in (True, False):
+        bn.train(training)
+        out = bn(x).value
+        (out * torch.randn_like(out)).sum().backward()
+        assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+        assert torch.equal(out[:, 2], x[:, 2])  # a dead unit's anchor is 0: nothing moves
+        x.grad = None

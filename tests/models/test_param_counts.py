@@ -4,8 +4,10 @@ here layer by layer from the tables' description, independently of the module co
 from __future__ import annotations
 
 import pytest
+import torch
 
 from ldm_dis.config.loading import load_config
+from ldm_dis.config.schema import Config
 from ldm_dis.models.feature_extractor import FeatureExtractor
 from ldm_dis.models.unet import UNet
 from ldm_dis.models.vqgan import FirstStage
@@ -57,12 +59,13 @@ def vqgan_params(ch=32, mult=(1, 2, 4), nres=2, embed=3, n_embed=2048, z=3):
     return enc + dec + conv(z, embed, 1) + n_embed * embed + conv(embed, z, 1)
 
 
-# ---- Table 9 / released code: CNN 3-64-128-256-256-256, FC 4096-256-N, per-unit MLP 1-256-512-32
-def extractor_params(n_units=20, d=32):
+# ---- Table 9 / released ImageEncoder + MLPModule: CNN 3-64-128-256-256-256 (BatchNorm after each conv),
+# FC 4096-4096-256-N, per-unit MLP 1-256-512-32
+def extractor_params(n_units=20, d=32, extra_fc=True):
     p = conv(3, 64, 7) + norm(64)
     for ci, co in [(64, 128), (128, 256), (256, 256), (256, 256)]:
         p += conv(ci, co, 4) + norm(co)
-    p += lin(4096, 256) + lin(256, n_units)
+    p += (lin(4096, 4096) + lin(4096, 256) if extra_fc else lin(4096, 256)) + lin(256, n_units)
     return p + n_units * (lin(1, 256) + lin(256, 512) + lin(512, d))
 
 
@@ -111,7 +114,22 @@ def test_vqgan_matches_table7(paper_cfg):
 
 def test_feature_extractor_matches_table9(paper_cfg):
     fx = FeatureExtractor.from_config(paper_cfg.model.encoder, image_size=paper_cfg.data.resolution)
-    assert count(fx) == extractor_params()
+    # 2,764,800 (CNN) + 17,835,284 (FC head) + 20 x 148,512 (unit MLPs): "about 23.6M"
+    assert count(fx) == extractor_params() == 23_570_324
+    # the schema's defaults are the released extractor too
+    assert count(FeatureExtractor.from_config(Config().model.encoder, image_size=64)) == 23_570_324
+    assert count(FeatureExtractor(extra_fc=False)) == extractor_params(extra_fc=False)
+
+
+@pytest.mark.parametrize("name", ["shapes3d", "mpi3d", "cars3d", "celeba", "dsprites"])
+def test_paper_configs_build_the_released_extractor(name):
+    cfg = load_config(f"{name}.yaml")
+    fx = FeatureExtractor.from_config(cfg.model.encoder, image_size=cfg.data.resolution)
+    assert count(fx) == 23_570_324
+    torch.manual_seed(0)
+    tokens = fx.eval()(torch.randn(4, 3, 64, 64))
+    # the released MLPModule ends with a ReLU: non-negative tokens, many exactly 0
+    assert tokens.min() >= 0 and (tokens == 0).any()
 
 
 def test_unet_matches_table8(paper_cfg):

@@ -24,7 +24,8 @@ TINY = {
     "model": {
         "first_stage": {"n_embed": 16, "base_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
                         "disc_layers": 2, "batch_size": 4},
-        "encoder": {"num_units": 3, "unit_dim": 8, "stem_channels": 8, "channels": [16, 16], "hidden": 16, "unit_mlp": [8, 8]},
+        "encoder": {"num_units": 3, "unit_dim": 8, "stem_channels": 8, "channels": [16, 16], "hidden": 16,
+                    "extra_fc": False, "unit_mlp": [8, 8]},
         "unet": {"base_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_downsample": [1],
                  "num_heads": 4, "dropout": 0.0},
         "diffusion": {"sample_steps": 2},

@@ -98,7 +98,8 @@ def test_attention_recording_probabilities_and_same_output():
 
 def test_gradients_reach_the_feature_extractor_through_cross_attention():
     torch.manual_seed(0)
-    fx = FeatureExtractor(num_units=4, unit_dim=8, image_size=16, stem_channels=8, channels=(16, 16), hidden=16, unit_mlp=(8, 8))
+    fx = FeatureExtractor(num_units=4, unit_dim=8, image_size=16, stem_channels=8, channels=(16, 16), hidden=16, extra_fc=False,
+                          unit_mlp=(8, 8), final_relu=False)
     unet = tiny_unet()
     randomize_zero_inits(unet)
     loss = diffusion_loss(unet, make_train_scheduler(DiffusionConfig()), torch.randn(2, 3, 8, 8), fx(torch.randn(2, 3, 16, 16)))
@@ -108,9 +109,11 @@ def test_gradients_reach_the_feature_extractor_through_cross_attention():
     assert all(w.grad.abs().sum() > 0 for w in fx.unit_mlps.weights)
 
 
-def test_unit_mlps_equal_independent_linear_stacks():
+@pytest.mark.parametrize("final_relu", [True, False])
+def test_unit_mlps_equal_independent_linear_stacks(final_relu):
     torch.manual_seed(0)
-    fx = FeatureExtractor(num_units=3, unit_dim=4, image_size=16, stem_channels=8, channels=(8, 8), hidden=8, unit_mlp=(5, 6))
+    fx = FeatureExtractor(num_units=3, unit_dim=4, image_size=16, stem_channels=8, channels=(8, 8), hidden=8,
+                          extra_fc=False, unit_mlp=(5, 6), final_relu=final_relu)
     s = torch.randn(7, 3)
     out = fx.tokens(s)
     assert out.shape == (7, 3, 4)
@@ -118,8 +121,9 @@ def test_unit_mlps_equal_independent_linear_stacks():
         h = s[:, n : n + 1]
         for i, (w, b) in enumerate(zip(fx.unit_mlps.weights, fx.unit_mlps.biases)):
             h = h @ w[n] + b[n]
-            h = torch.relu(h) if i < 2 else h
+            h = torch.relu(h) if i < 2 or final_relu else h  # the released MLPModule ends with a ReLU
         torch.testing.assert_close(out[:, n], h)
+    assert (out.min() >= 0) == final_relu
     assert fx.scalars(torch.randn(2, 3, 16, 16)).shape == (2, 3)
 
 
