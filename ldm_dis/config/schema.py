@@ -240,7 +240,10 @@ class TrainConfig:
     adam_betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_steps: int = 0
     grad_clip: Optional[float] = None
-    ema_decay: float = 0.9999
+    ema_decay: float = 0.9999  # EMA of the U-Net (sampling and pictures)
+    # also keep an EMA of the feature extractor, and fit DyGA's anchors on, score and draw with it; the
+    # released code keeps none and uses the live extractor for all of them
+    ema_feature_extractor: bool = False
     seed: int = 0
     mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
     channels_last: bool = False
