@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from ldm_dis.config.protocol import resolve_protocol
 from ldm_dis.config.schema import Config
 from ldm_dis.errors import UserInputError
 
@@ -101,7 +102,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigError(f"override {key}={value}: {exc}") from None
         cfg = _merge(cfg, dotlist, f"override {key}={value}")
     OmegaConf.set_readonly(cfg, False)
-    return cfg  # type: ignore[return-value]
+    return resolve_protocol(cfg)  # type: ignore[return-value]
 
 
 def to_yaml(cfg: Any) -> str:

@@ -101,11 +101,14 @@ class UNetConfig:
     use_scale_shift_norm: bool = True
     dropout: float = 0.1
     skip_dropout: float = 0.2  # drop rate p of Skip Dropout; 0 disables it
-    # downsample factors whose skips are dropped; None = the paper's rule (levels without cross-attention:
-    # [8] for Table 8). The released code compared spatial sizes with attention_downsample instead, which
-    # at 16x16 latents drops factors [1, 2] (see ldm_dis.models.skip_dropout.released_code_levels).
+    # downsample factors whose skips are dropped; None = as `protocol` says: paper, the levels without
+    # cross-attention ([8] for Table 8); released, the released code's comparison of spatial sizes with
+    # attention_downsample, which at 16x16 latents drops factors [1, 2] (skip_dropout.released_code_levels)
     skip_dropout_levels: Optional[List[int]] = None
     backbone_dropout: float = 0.0  # Table 12 ablation: dropout on the backbone path instead
+    # resample with ResBlocks (avg-pool / nearest inside a ResBlock, openai's resblock_updown) instead of a
+    # strided conv / conv after upsampling; null = as `protocol` says (paper: false, released: true)
+    resblock_updown: Optional[bool] = None
 
 
 # ---------------------------------------------------------------------------------------- diffusion
@@ -150,6 +153,10 @@ class DyGAConfig:
     search_samples: int = 20_000  # initial fit and split rounds on this many points; EM refits on all
     tau: float = 1e-4  # Gumbel-softmax temperature
     lam: float = 0.1  # lambda: maximum pull toward the anchor
+    # "paper": Gumbel-softmax anchor, lambda per sample and unit, normalization stored with the anchors;
+    # "released": the released code's argmax anchor, one lambda per batch, the batch's min/max; null = as
+    # `protocol` says
+    alignment: Optional[str] = None
     fit_every_epochs: int = 1  # r (5 for Cars3D; train.epoch_steps sets the length of an epoch)
     max_samples: int = 100_000  # features collected per fit
     num_workers: int = 2  # processes fitting units in parallel (1 = in the trainer's process)
@@ -264,10 +271,19 @@ class EvalConfig:
     )
     fast: bool = False
     seed: int = 0
+    # per-unit PCA of vector units: "sample", fitted on each metric's evaluation sample (paper, prior
+    # work); "all", fitted once on the codes of the whole dataset (released code); null = as `protocol` says
+    unit_pca: Optional[str] = None
+    # InfoMEC's active codes: "range", range > largest / 20 (Hsu et al.); "iqr", interquartile range >
+    # largest / 10 (released code); null = as `protocol` says
+    infomec_active: Optional[str] = None
 
 
 @dataclass
 class Config:
+    # "paper": the paper's text; "released": every behaviour of the released code that produced the paper's
+    # tables (ldm_dis/config/protocol.py lists them); keys set explicitly win over either
+    protocol: str = "paper"
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -70,7 +70,7 @@ def extractor_params(n_units=20, d=32, extra_fc=True):
 
 
 # ---- Table 8: U-Net base 64, mult [1,2,4,4], 2 res blocks, attention at factors 1,2,4 (+ middle), ctx 32
-def unet_params(base=64, mult=(1, 2, 4, 4), nres=2, attn=(1, 2, 4), ctx=32, c_in=3):
+def unet_params(base=64, mult=(1, 2, 4, 4), nres=2, attn=(1, 2, 4), ctx=32, c_in=3, resblock_updown=False):
     emb = 4 * base
 
     def res(ci, co):  # scale-shift norm: the embedding projects to 2 * co
@@ -89,7 +89,7 @@ def unet_params(base=64, mult=(1, 2, 4, 4), nres=2, attn=(1, 2, 4), ctx=32, c_in
             c = base * m
             skips.append(c)
         if level != len(mult) - 1:
-            p += conv(c, c, 3)
+            p += res(c, c) if resblock_updown else conv(c, c, 3)  # a resampling ResBlock or a strided conv
             skips.append(c)
             ds *= 2
     p += 2 * res(c, c) + transformer(c)
@@ -98,7 +98,7 @@ def unet_params(base=64, mult=(1, 2, 4, 4), nres=2, attn=(1, 2, 4), ctx=32, c_in
             p += res(c + skips.pop(), base * m) + (transformer(base * m) if ds in attn else 0)
             c = base * m
             if level and i == nres:
-                p += conv(c, c, 3)
+                p += res(c, c) if resblock_updown else conv(c, c, 3)
                 ds //= 2
     return p + norm(c) + conv(c, c_in, 3)
 
@@ -137,3 +137,10 @@ def test_unet_matches_table8(paper_cfg):
     assert count(unet) == unet_params()
     heads = {m.heads for m in unet.modules() if type(m).__name__ == "Attention"}
     assert heads == {8}
+
+
+def test_released_protocol_unet_resamples_with_resblocks():
+    cfg = load_config("shapes3d.yaml", ["protocol=released"])
+    unet = UNet.from_config(cfg.model.unet, in_channels=3, context_dim=32)
+    assert count(unet) == unet_params(resblock_updown=True) > unet_params()
+    assert unet.skip_dropout.levels == (1, 2)  # the released size comparison: the 16x16 and 8x8 skips

@@ -194,3 +194,21 @@ def test_timestep_sampling_uniform_and_logit_normal():
                                                logit_normal_mean=-1.0))
     torch.testing.assert_close(sampler(300, generator=torch.Generator().manual_seed(5)),
                                sample_timesteps(300, 50, "logit_normal", -1.0, 1.0, generator=torch.Generator().manual_seed(5)))
+
+
+def test_resampling_resblocks_pool_and_upsample_both_paths():
+    from ldm_dis.models.unet import ResBlock
+
+    torch.manual_seed(0)
+    x, emb = torch.randn(2, 32, 8, 8), torch.randn(2, 16)
+    down = ResBlock(32, 16, 32, 0.0, True, resample="down")
+    up = ResBlock(32, 16, 32, 0.0, True, resample="up")
+    # conv2 starts at zero: the block is its (identity) shortcut of the resampled input
+    torch.testing.assert_close(down(x, emb), torch.nn.functional.avg_pool2d(x, 2))
+    torch.testing.assert_close(up(x, emb), torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+    randomize_zero_inits(down)
+    assert down(x, emb).shape == (2, 32, 4, 4) and not torch.allclose(down(x, emb), torch.nn.functional.avg_pool2d(x, 2))
+    net = UNet(in_channels=3, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_downsample=(1,),
+               num_heads=2, context_dim=8, resblock_updown=True)
+    assert [m.resample for m in net.modules() if isinstance(m, ResBlock) and m.resample] == ["down", "up"]
+    assert net(torch.randn(2, 3, 8, 8), torch.tensor([3, 700]), torch.randn(2, 4, 8)).shape == (2, 3, 8, 8)
