@@ -27,6 +27,11 @@ from omegaconf import OmegaConf
 from ldm_dis.errors import UserInputError
 
 PROTOCOLS = ("paper", "released")
+# the evaluation's choices, also for `ldm-dis evaluate --protocol` (no config needed)
+EVAL_CHOICES = {
+    "paper": {"unit_pca": "sample", "infomec_active": "range"},
+    "released": {"unit_pca": "all", "infomec_active": "iqr"},
+}
 
 
 def _level_factors(cfg) -> List[int]:
@@ -41,8 +46,7 @@ def paper_values(cfg) -> Dict[str, Any]:
         "model.unet.skip_dropout_levels": paper_levels(_level_factors(cfg), cfg.model.unet.attention_downsample),
         "model.unet.resblock_updown": False,
         "model.bottleneck.dyga.alignment": "paper",
-        "eval.unit_pca": "sample",
-        "eval.infomec_active": "range",
+        **{f"eval.{k}": v for k, v in EVAL_CHOICES["paper"].items()},
     }
 
 
@@ -56,8 +60,7 @@ def released_values(cfg) -> Dict[str, Any]:
                                                                _level_factors(cfg)),
         "model.unet.resblock_updown": True,
         "model.bottleneck.dyga.alignment": "released",
-        "eval.unit_pca": "all",
-        "eval.infomec_active": "iqr",
+        **{f"eval.{k}": v for k, v in EVAL_CHOICES["released"].items()},
     }
 
 

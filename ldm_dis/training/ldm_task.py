@@ -228,9 +228,9 @@ class LDMTask:
         return units.float()
 
     @torch.no_grad()
-    def sample_images(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """DDIM reconstructions (EMA weights, ``diffusion.sample_steps`` steps) conditioned on the images'
-        units, interleaved by rows with the originals: (2B, 3, R, R) in [-1, 1]."""
+    def reconstruct(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """DDIM samples of the EMA U-Net (``diffusion.sample_steps`` steps, x_T from ``generator``)
+        conditioned on the images' units: (B, 3, R, R) in [-1, 1]."""
         units = self.encode(images)
         b, c = images.shape[0], self.cfg.model.first_stage.embed_dim
         x_T = torch.randn((b, c, self.latent_size, self.latent_size), generator=generator,
@@ -239,7 +239,12 @@ class LDMTask:
         with self._autocast():
             z = ddim_sample(self.ema_unet.shadow, self.ddim_scheduler, units, x_T, d.sample_steps, d.eta, generator)
             recon = self.first_stage.decode_scaled(z.float())
-        return interleave_rows(images, recon.float().clamp(-1, 1))
+        return recon.float().clamp(-1, 1)
+
+    @torch.no_grad()
+    def sample_images(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """:meth:`reconstruct` interleaved by rows with the originals: (2B, 3, R, R) in [-1, 1]."""
+        return interleave_rows(images, self.reconstruct(images, generator))
 
     def _autocast(self):
         return self.accelerator.autocast() if self.accelerator is not None else contextlib.nullcontext()
