@@ -140,3 +140,19 @@ def test_relu_tokens_with_exact_zeros_fit_and_align(clusters):
         assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
         assert torch.equal(out[:, 2], x[:, 2])  # a dead unit's anchor is 0: nothing moves
         x.grad = None
+
+
+def test_released_alignment_fits_on_min_max_normalized_features(clusters):
+    from ldm_dis.bottlenecks.dyga.alignment import released_alignment
+
+    features = _unit_features(clusters).astype(np.float32)
+    bn, _ = _fitted(clusters, alignment="released", k_init=3, k_max=6)
+    hi, lo = features.max(axis=(0, 2)), features.min(axis=(0, 2))  # per unit, over points and values
+    np.testing.assert_allclose(bn.center.numpy(), np.repeat(hi[:, None], DIM, 1), rtol=1e-6)
+    np.testing.assert_allclose(bn.scale.numpy(), hi - lo + 1e-6, rtol=1e-6)
+    x = torch.tensor(features[:32])
+    expect, _ = released_alignment(x, bn.means, bn.variances, bn.eigenvectors, bn.weights, lam=0.1)
+    for training in (True, False):  # the released code aligns the same way in training and evaluation
+        torch.testing.assert_close(bn.train(training)(x).value, expect)
+    with pytest.raises(ValueError, match="alignment='gumbel'"):
+        DyGABottleneck(DyGAConfig(alignment="gumbel"), N_UNITS, DIM)
