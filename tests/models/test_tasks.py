@@ -309,3 +309,18 @@ def test_conditioning_gap_benchmark_compares_own_and_rolled_units(first_stage_fi
     assert all(r["gap"] == pytest.approx(r["shuffled"] - r["own"]) and r["gap"] != 0 for r in rows)
     same = distinct[:1].expand(4, -1, -1, -1)  # every image's units are also the rolled ones
     assert all(r["gap"] == 0 for r in conditioning_gap(task, same, [10, 500], torch.Generator().manual_seed(0)))
+
+
+def test_protocol_released_reaches_the_networks(first_stage_file, dataset, tmp_path):
+    """A config built without load_config follows `protocol` too (build_task resolves it)."""
+    from ldm_dis.training.tasks import build_task
+
+    path, _, _ = first_stage_file
+    paper = build_task(tiny_cfg(tmp_path, bottleneck={"kind": "dyga"}), dataset, first_stage_path=path)
+    cfg = tiny_cfg(tmp_path, bottleneck={"kind": "dyga"})
+    cfg.protocol = "released"
+    released = build_task(cfg, dataset, first_stage_path=path)
+    resamplers = lambda task: [getattr(m, "resample", None) for m in task.unet.modules() if hasattr(m, "resample")]  # noqa: E731
+    assert "down" in resamplers(released) and "down" not in resamplers(paper)
+    assert (paper.unet.skip_dropout.levels, released.unet.skip_dropout.levels) == ((2,), (1, 2))
+    assert (paper.bottleneck.alignment, released.bottleneck.alignment) == ("paper", "released")
