@@ -14,7 +14,7 @@ With ``--codes FILE.npz`` (keys ``codes`` (n, d) or (n, N, D), ``factors`` (n, F
 the rows that have them. A full row-major export (``ldm-dis export``) holds every combination, so
 the protocols are unchanged, FactorVAE's fixed-factor batches included. A partial export (any subset
 of rows) is sampled by rows: points are drawn among the rows, and a FactorVAE batch among the rows
-sharing the fixed factor's value. The codes of a run (``--checkpoint``) and those of its export
+sharing the fixed factor's value. Without ``data.subset``, a run (``--checkpoint``) and its export
 (``--codes``) give the same numbers for the same seed.
 
 Vector units are reduced per unit by PCA, fitted on each metric's evaluation sample (``--unit-pca sample``,
