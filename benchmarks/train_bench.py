@@ -5,7 +5,7 @@
 
 Rows:
   * ldm train step: one full LDMTask.training_step (frozen VQ-GAN encode, extractor, bottleneck=none,
-    U-Net forward/backward, AdamW, two EMA updates), images/s;
+    U-Net forward/backward, AdamW, the U-Net's EMA update), images/s;
   * ddim: EMA U-Net, ``diffusion.sample_steps`` DDIM steps + VQ-GAN decode, images/s;
   * reference rows (--reference, paper size): U-Net forward+backward alone for our eager U-Net, the
     same under torch.compile, and diffusers' UNet2DConditionModel configured like Table 8.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ldm_dis.config.protocol import EVAL_CHOICES
+
 DEFAULT_METRICS = ["factorvae", "dci", "mig", "sap", "modularity", "infomec"]
 
 DESCRIPTION = """Score a trained run, or exported codes, with disentanglement metrics.
@@ -12,6 +14,7 @@ DESCRIPTION = """Score a trained run, or exported codes, with disentanglement me
     ldm-dis evaluate runs/shapes3d --metrics factorvae dci mig infomec
     ldm-dis evaluate --codes runs/shapes3d/codes.npz --fast --out eval/
     ldm-dis evaluate --codes codes.npz --metrics dci --set dci.num_train=2000 --jobs 2
+    ldm-dis evaluate runs/celeba --metrics fid --inception-weights inception-2015-12-05.pt
 
 Writes metrics.json (scores, matrices, the preset and seed, skipped metrics with the reason) and the
 heatmaps nmi.png (InfoMEC's normalized mutual information) and dci_importance.png, with the factor
@@ -24,8 +27,20 @@ Metric names: factorvae, dci, mig, sap, modularity, infomec, tad (CelebA attribu
 --codes FILE.npz reads codes (n, d) or (n, N, D), factors (n, F) integers and optional factor_names,
 as written by ldm-dis export. A full export holds every factor combination, so the protocols are
 unchanged; a partial one (ldm-dis export --num N) is sampled among its rows, and FactorVAE's batches
-among the rows that share the fixed factor's value. Vector units are reduced to one number each by a
-per-unit PCA fitted on the whole file. FID needs images and is skipped for codes.
+among the rows that share the fixed factor's value. Without data.subset, a run and its export give the
+same numbers for the same seed.
+
+Vector units are reduced to one number each by a per-unit PCA, fitted on each metric's evaluation sample
+(--unit-pca sample, the paper's protocol) or once on the codes of the whole dataset (all, the released
+code's; a run's dataset is then encoded in full first). InfoMEC counts a code as active by its range
+(paper: range > largest / 20) or, as the released code, by its interquartile range (IQR > largest / 10).
+Both default to the run's config (eval.unit_pca, eval.infomec_active, set by protocol) or to what the
+codes file records; --protocol paper|released sets both, --unit-pca and --set infomec.active_rule=iqr
+each one.
+
+FID (--metrics fid, an LDM run, --inception-weights a local TorchScript file) compares dataset images
+with as many DDIM samples of the EMA U-Net, each conditioned on the units of another dataset image
+(model.diffusion.sample_steps steps). Codes have no images: FID is skipped for them.
 """
 
 
@@ -42,6 +57,12 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="METRIC.KEY=VALUE",
                         help="override one protocol value, e.g. dci.num_train=2000 (repeatable)")
     parser.add_argument("--inception-weights", metavar="FILE", help="local TorchScript Inception file for FID")
+    parser.add_argument("--protocol", choices=list(EVAL_CHOICES),
+                        help="unit PCA and InfoMEC's active codes of the paper's text or of the released code "
+                             "(default: the run's config, or what the codes file records)")
+    parser.add_argument("--unit-pca", choices=["sample", "all"],
+                        help="fit the per-unit PCA on each metric's sample or once on the whole dataset "
+                             "(default: as --protocol)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN/eval, or eval/ next to the codes file)")
     parser.set_defaults(func=run)
 
@@ -65,27 +86,34 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
 
 
 def load_source(args):
-    """(dataset or CodeTable, representation_fn or None, default output folder)."""
+    """(dataset or CodeTable, representation_fn or None, generate_fn or None, the source's evaluation
+    choices, default output folder)."""
     from ldm_dis.errors import UserInputError
     from ldm_dis.metrics import CodeTable
 
     if (args.codes is None) == (args.run is None):
         raise UserInputError("name what to score: a RUN folder, or --codes FILE.npz (one of the two)")
     if args.codes:
-        return CodeTable.from_npz(args.codes), None, Path(args.codes).with_suffix("").parent / "eval"
-    try:
-        from ldm_dis.training.export import load_representation
-    except ImportError as exc:
-        raise UserInputError(
-            f"scoring a run needs ldm_dis.training.export.load_representation, which cannot be imported "
-            f"({exc}); export codes with another install and use --codes instead"
-        ) from exc
+        table = CodeTable.from_npz(args.codes)
+        return table, None, None, table.protocol, Path(args.codes).with_suffix("").parent / "eval"
+    from ldm_dis.training.export import eval_protocol, load_evaluation_source
+
     checkpoint = Path(args.run)
     if not checkpoint.exists():
         raise UserInputError(f"run {str(checkpoint)!r} does not exist")
-    dataset, representation_fn = load_representation(checkpoint)
+    source = load_evaluation_source(checkpoint)
     run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    return dataset, representation_fn, run_dir / "eval"
+    return source.dataset, source.representation_fn, source.generate_fn, eval_protocol(source.cfg), run_dir / "eval"
+
+
+def evaluation_choices(recorded: dict, args) -> dict:
+    """The paper's, then the source's, then --protocol's, then --unit-pca."""
+    choices = {**EVAL_CHOICES["paper"], **recorded}
+    if args.protocol:
+        choices.update(EVAL_CHOICES[args.protocol])
+    if args.unit_pca:
+        choices["unit_pca"] = args.unit_pca
+    return choices
 
 
 def run(args) -> int:
@@ -97,17 +125,26 @@ def run(args) -> int:
     protocol = parse_overrides(args.overrides)
     if args.inception_weights:
         protocol.setdefault("fid", {})["weights"] = args.inception_weights
-    dataset, representation_fn, default_out = load_source(args)
+    dataset, representation_fn, generate_fn, recorded, default_out = load_source(args)
+    choices = evaluation_choices(recorded, args)
     out_dir = Path(args.out) if args.out else default_out
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    active_rule = protocol.get("infomec", {}).get("active_rule", choices["infomec_active"])
+    kwargs = {name: dict(values) for name, values in protocol.items()}  # + what must not go to the json
+    if "infomec" in names:
+        kwargs.setdefault("infomec", {})["active_rule"] = active_rule
+    if "fid" in names and generate_fn is not None:
+        kwargs.setdefault("fid", {})["generate_fn"] = generate_fn
     preset = "fast" if args.fast else "standard"
     print(protocol_table(names, preset, protocol), flush=True)
+    print(f"unit PCA: {choices['unit_pca']}; InfoMEC active codes: {active_rule}", flush=True)
     result = evaluate(dataset, representation_fn, names, seed=args.seed, fast=args.fast,
-                      n_jobs=args.jobs, protocol=protocol)
+                      n_jobs=args.jobs, protocol=kwargs, unit_pca=choices["unit_pca"])
     result["source"] = {"run": args.run, "codes": args.codes}
     result["factor_names"] = list(dataset.factor_names)
     result["protocol_overrides"] = protocol
+    result["infomec_active"] = active_rule
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
 
     names_f = list(dataset.factor_names)

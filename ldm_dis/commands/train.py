@@ -57,6 +57,17 @@ def _config(args):
     return load_config(path, args.overrides)
 
 
+def _print_protocol_differences(cfg) -> None:
+    """Keys set explicitly against the chosen ``protocol`` are kept; say so once, on the main process."""
+    import os
+
+    from ldm_dis.config.protocol import protocol_differences
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        for key, value, protocol_value in protocol_differences(cfg):
+            print(f"protocol {cfg.protocol}: {key}={value} as set (the protocol's value is {protocol_value})")
+
+
 def run(args, dataset=None) -> int:
     """Train what the config describes. ``dataset`` replaces ``build_dataset(cfg.data)`` (tests)."""
     from ldm_dis.training.pipeline import run_training
@@ -66,6 +77,7 @@ def run(args, dataset=None) -> int:
         args.overrides.append(args.export_codes)
         args.export_codes = ""
     cfg = _config(args)
+    _print_protocol_differences(cfg)
     try:
         run_training(cfg, resume=args.resume, export_codes=args.export_codes, dataset=dataset)
     except TrainingDiverged as exc:

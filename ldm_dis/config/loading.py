@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from ldm_dis.config.protocol import resolve_protocol
 from ldm_dis.config.schema import Config
 from ldm_dis.config.validation import section_given_a_value, validate_config
 from ldm_dis.errors import UserInputError
@@ -107,6 +108,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigError(f"override {key}={value}: {exc}") from None
         cfg = _merge(cfg, dotlist, f"override {key}={value}")
     OmegaConf.set_readonly(cfg, False)
+    cfg = resolve_protocol(cfg)  # the settings `protocol` implies, before they are checked
     source = str(resolve_config_path(path)) if path is not None else "config"
     if cfg.train.mixed_precision in ("False", "false"):  # YAML reads a bare `no` as false; the str field keeps "False"
         cfg.train.mixed_precision = "no"

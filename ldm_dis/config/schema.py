@@ -73,15 +73,20 @@ class FirstStageConfig:
 # ------------------------------------------------------------------------------- feature extractor
 @dataclass
 class EncoderConfig:
-    """CNN feature extractor of paper Table 9 / the released code."""
+    """CNN feature extractor of paper Table 9 and the released code; the defaults build the released one
+    (23.6M parameters at N = 20, 64x64)."""
 
     num_units: int = 20  # N latent units
     unit_dim: int = 32  # D, also the cross-attention context dim
     stem_channels: int = 64  # conv 7x7 stride 1
     channels: List[int] = field(default_factory=lambda: [128, 256, 256, 256])  # conv 4x4 stride 2 each
-    hidden: int = 256  # FC 4096 -> hidden -> N
-    extra_fc: bool = False  # Table 9's extra FC 4096x4096 (the released code has none)
+    hidden: int = 256  # FC ... -> hidden -> ReLU -> FC hidden -> N
+    # the released first FC, flat (4096 at 64x64) -> extra_fc_width -> ReLU, before FC -> hidden; false = a
+    # smaller head (flat -> hidden), a CPU choice
+    extra_fc: bool = True
+    extra_fc_width: int = 4096
     unit_mlp: List[int] = field(default_factory=lambda: [256, 512])  # per-unit MLP 1 -> 256 -> 512 -> D
+    final_relu: bool = True  # ReLU after the unit MLP's last layer (released MLPModule): tokens >= 0
 
 
 # -------------------------------------------------------------------------------------------- U-Net
@@ -97,11 +102,14 @@ class UNetConfig:
     use_scale_shift_norm: bool = True
     dropout: float = 0.1
     skip_dropout: float = 0.2  # drop rate p of Skip Dropout; 0 disables it
-    # downsample factors whose skips are dropped; None = the paper's rule (levels without cross-attention:
-    # [8] for Table 8). The released code compared spatial sizes with attention_downsample instead, which
-    # at 16x16 latents drops factors [1, 2] (see ldm_dis.models.skip_dropout.released_code_levels).
+    # downsample factors whose skips are dropped; None = as `protocol` says: paper, the levels without
+    # cross-attention ([8] for Table 8); released, the released code's comparison of spatial sizes with
+    # attention_downsample, which at 16x16 latents drops factors [1, 2] (skip_dropout.released_code_levels)
     skip_dropout_levels: Optional[List[int]] = None
     backbone_dropout: float = 0.0  # Table 12 ablation: dropout on the backbone path instead
+    # resample with ResBlocks (avg-pool / nearest inside a ResBlock, openai's resblock_updown) instead of a
+    # strided conv / conv after upsampling; null = as `protocol` says (paper: false, released: true)
+    resblock_updown: Optional[bool] = None
 
 
 # ---------------------------------------------------------------------------------------- diffusion
@@ -152,6 +160,10 @@ class DyGAConfig:
     search_samples: int = 20_000  # initial fit and split rounds on this many points; EM refits on all
     tau: float = 1e-4  # Gumbel-softmax temperature
     lam: float = 0.1  # lambda: maximum pull toward the anchor
+    # "paper": Gumbel-softmax anchor, lambda per sample and unit, normalization stored with the anchors;
+    # "released": the released code's argmax anchor, one lambda per batch, the batch's min/max; null = as
+    # `protocol` says
+    alignment: Optional[str] = None
     fit_every_epochs: int = 1  # r (5 for Cars3D; train.epoch_steps sets the length of an epoch)
     max_samples: int = 100_000  # features collected per fit
     num_workers: int = 2  # processes fitting units in parallel (1 = in the trainer's process)
@@ -243,7 +255,10 @@ class TrainConfig:
     adam_betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_steps: int = 0
     grad_clip: Optional[float] = None
-    ema_decay: float = 0.9999
+    ema_decay: float = 0.9999  # EMA of the U-Net (sampling and pictures)
+    # also keep an EMA of the feature extractor, and fit DyGA's anchors on, score and draw with it; the
+    # released code keeps none and uses the live extractor for all of them
+    ema_feature_extractor: bool = False
     seed: int = 0
     # no | fp16 | bf16; None = what accelerate was told (accelerate launch --mixed_precision, accelerate
     # config, ACCELERATE_MIXED_PRECISION), "no" when nothing was
@@ -270,10 +285,19 @@ class EvalConfig:
     )
     fast: bool = False
     seed: int = 0
+    # per-unit PCA of vector units: "sample", fitted on each metric's evaluation sample (paper, prior
+    # work); "all", fitted once on the codes of the whole dataset (released code); null = as `protocol` says
+    unit_pca: Optional[str] = None
+    # InfoMEC's active codes: "range", range > largest / 20 (Hsu et al.); "iqr", interquartile range >
+    # largest / 10 (released code); null = as `protocol` says
+    infomec_active: Optional[str] = None
 
 
 @dataclass
 class Config:
+    # "paper": the paper's text; "released": every behaviour of the released code that produced the paper's
+    # tables (ldm_dis/config/protocol.py lists them); keys set explicitly win over either
+    protocol: str = "paper"
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -4,7 +4,9 @@ The Inception network is never downloaded: the user points at a local TorchScrip
 ``inception-2015-12-05.pt`` feature detector used by StyleGAN2-ADA / clean-fid: uint8 images
 (n, 3, H, W) in [0, 255] -> (n, 2048) pool features with ``return_features=True``), through the
 ``weights`` argument or the ``LDM_DIS_INCEPTION_WEIGHTS`` environment variable. Without it, or
-without a generator of images, the metric is skipped with a message saying what is missing.
+without a generator of images, the metric is skipped with a message saying what is missing. For an LDM
+run, ``ldm-dis evaluate --checkpoint`` passes one: DDIM samples of the EMA U-Net conditioned on the units
+of dataset images (``ldm_dis.training.export.load_evaluation_source``).
 """
 
 from __future__ import annotations
@@ -89,10 +91,11 @@ def fid_metric(
             f"FID skipped: no Inception weights (set {WEIGHTS_ENV} to a local TorchScript "
             "inception-2015-12-05.pt; nothing is downloaded)"
         )
-    if generate_fn is None:
-        raise MetricSkipped("FID skipped: no image generator was given (FID scores generated images)")
     if not hasattr(dataset, "images_from_factors"):
         raise MetricSkipped("FID skipped: the source has codes only, no images")
+    if generate_fn is None:
+        raise MetricSkipped("FID skipped: no image generator was given (FID scores generated images; "
+                            "`ldm-dis evaluate --checkpoint` of an LDM run gives one)")
     features = InceptionFeatures(weights)
     real, fake = [], []
     for start in range(0, num_points, ENCODE_BATCH):

@@ -2,8 +2,9 @@
 
 NMI[i, j] = I(s_i; z_j) / H(s_i) for factor (source) i and code j, in nats. Continuous codes are
 standardized and I is the k-NN estimate ``mutual_info_classif(n_neighbors=10)``; discrete codes use
-``mutual_info_score``. Active codes: range > (largest range) / 20 for continuous codes, range > 0 for
-discrete ones. Over active codes, with K factors and A active codes:
+``mutual_info_score``. Active codes (``active_rule``): "range", range > (largest range) / 20 for
+continuous codes and range > 0 for discrete ones (Hsu et al.); "iqr", the released code's rule,
+interquartile range > (largest IQR) / 10 for continuous codes and IQR > 0.1 for discrete ones. Over active codes, with K factors and A active codes:
 InfoM = (mean_j max_i NMI / sum_i NMI - 1/K) / (1 - 1/K),
 InfoC = (mean_i max_j NMI / sum_j NMI - 1/A) / (1 - 1/A).
 InfoE = mean over factors of (H_null - CE) / H_null, where CE is the training log-loss of an
@@ -96,17 +97,33 @@ def infoe_factor(features: np.ndarray, y: np.ndarray) -> float:
     return float((h_null - cross_entropy) / h_null)
 
 
-def infomec(codes: np.ndarray, factors: np.ndarray, discrete: Optional[bool] = None, seed: int = 0, n_jobs=-1) -> dict:
+ACTIVE_RULES = ("range", "iqr")
+
+
+def active_codes(codes: np.ndarray, discrete: bool, rule: str = "range") -> np.ndarray:
+    """(d,) bool: the codes InfoM and InfoC are computed over (see the module docstring)."""
+    if rule == "range":
+        spread = codes.max(axis=0) - codes.min(axis=0)
+        return spread > 0 if discrete else spread > spread.max() / 20
+    if rule == "iqr":
+        q1, q3 = np.quantile(codes, [0.25, 0.75], axis=0)
+        spread = q3 - q1
+        return spread > 0.1 if discrete else spread > spread.max() / 10
+    raise ValueError(f"InfoMEC active_rule={rule!r}: expected one of {list(ACTIVE_RULES)}")
+
+
+def infomec(codes: np.ndarray, factors: np.ndarray, discrete: Optional[bool] = None, seed: int = 0, n_jobs=-1,
+            active_rule: str = "range") -> dict:
     """InfoMEC on precomputed codes (n, d) and factors (n, F).
 
-    discrete: None decides from the codes (see :func:`is_discrete`). Returns infom, infoe, infoc,
-    num_active_codes (floats), nmi (F, d) and active (d,) bool. Constant factors are left out.
+    discrete: None decides from the codes (see :func:`is_discrete`). active_rule: "range" or "iqr" (the
+    released code's). Returns infom, infoe, infoc, num_active_codes (floats), nmi (F, d) and active (d,)
+    bool. Constant factors are left out.
     """
     codes = np.asarray(codes)
     discrete = is_discrete(codes) if discrete is None else discrete
+    active = active_codes(codes, discrete, active_rule)
     nmi = nmi_matrix(codes, factors, discrete, seed, n_jobs)
-    ranges = codes.max(axis=0) - codes.min(axis=0)
-    active = ranges > 0 if discrete else ranges > ranges.max() / 20
     used = informative_factors(factors)
     pruned = nmi[np.ix_(used, active)]
     num_factors, num_active = int(used.sum()), int(active.sum())
@@ -130,8 +147,12 @@ def infomec_metric(
     num_points: int = 10_000,
     discrete: Optional[bool] = None,
     n_jobs: Optional[int] = -1,
+    active_rule: str = "range",
 ) -> dict:
     """Sample the points and score them with :func:`infomec`."""
+    if active_rule not in ACTIVE_RULES:  # before encoding anything
+        raise ValueError(f"InfoMEC active_rule={active_rule!r}: expected one of {list(ACTIVE_RULES)}")
     raw, factors = sample_codes(dataset, representation_fn, num_points, rng)
     codes = raw if raw.ndim == 2 else scalar_codes(raw)[0]
-    return infomec(codes, factors, discrete=discrete, seed=int(rng.integers(0, 2**31 - 1)), n_jobs=n_jobs)
+    return infomec(codes, factors, discrete=discrete, seed=int(rng.integers(0, 2**31 - 1)), n_jobs=n_jobs,
+                   active_rule=active_rule)

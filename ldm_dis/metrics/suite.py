@@ -1,4 +1,11 @@
-"""The metric registry and ``evaluate``: run named metrics with one seed, standard or fast sizes."""
+"""The metric registry and ``evaluate``: run named metrics with one seed, standard or fast sizes.
+
+A source is a dataset with a representation function, or a :class:`CodeTable` (exported codes) with
+``representation_fn=None``; a full table of a model's codes gives the numbers the model itself gives.
+Vector units are reduced per unit by PCA (``unit_pca``): "sample" fits it on each metric's evaluation
+sample (the paper and prior work); "all" fits it once on the codes of the whole dataset, as the released
+code's evaluation did (a dataset source is then encoded in full first).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ldm_dis.errors import UserInputError
+from ldm_dis.metrics.code_table import CodeTable
 from ldm_dis.metrics.dci import dci_metric
 from ldm_dis.metrics.downstream import downstream_metric
 from ldm_dis.metrics.factorvae import factorvae_metric
@@ -49,6 +57,9 @@ FAST_PROTOCOL: dict[str, dict] = {
 }
 
 
+UNIT_PCA = ("sample", "all")
+
+
 def metric_rng(seed: int, name: str) -> np.random.Generator:
     """Each metric's own stream: its numbers do not depend on which other metrics run."""
     return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
@@ -85,26 +96,37 @@ def evaluate(
     fast: bool = False,
     n_jobs: Optional[int] = -1,
     protocol: Optional[dict[str, dict]] = None,
+    unit_pca: str = "sample",
 ) -> dict:
     """Run the named metrics.
 
     protocol: per-metric keyword overrides on top of the preset (e.g. {"fid": {"weights": path}}).
-    Returns {"preset": "fast" | "standard", "seed", "scores": {name: {key: float}},
+    unit_pca: "sample" or "all" (see the module docstring).
+    Returns {"preset": "fast" | "standard", "seed", "unit_pca", "scores": {name: {key: float}},
     "matrices": {name: {key: nested list}} (importance, NMI, ... for heatmaps),
     "skipped": {name: reason}, "seconds": {name: wall time}}.
     """
-    result = {"preset": "fast" if fast else "standard", "seed": int(seed),
+    if unit_pca not in UNIT_PCA:
+        raise UserInputError(f"unit_pca={unit_pca!r} is unknown; expected one of {list(UNIT_PCA)}")
+    result = {"preset": "fast" if fast else "standard", "seed": int(seed), "unit_pca": unit_pca,
               "scores": {}, "matrices": {}, "skipped": {}, "seconds": {}}
     protocol = check_protocol(protocol or {})
-    for name in check_names(names):
+    names = check_names(names)
+    images = (dataset, representation_fn)  # FID scores images, whatever the codes
+    codes = images
+    if unit_pca == "all" and any(name != "fid" for name in names):
+        table = dataset if representation_fn is None else CodeTable.from_source(dataset, representation_fn)
+        codes = (table.reduced(), None)
+    for name in names:
         fn = METRICS[name]
+        source, source_fn = images if name == "fid" else codes
         kwargs = dict(FAST_PROTOCOL[name]) if fast else {}
         if "n_jobs" in inspect.signature(fn).parameters:
             kwargs["n_jobs"] = n_jobs
         kwargs.update(protocol.get(name, {}))
         start = time.perf_counter()
         try:
-            out = fn(dataset, representation_fn, metric_rng(seed, name), **kwargs)
+            out = fn(source, source_fn, metric_rng(seed, name), **kwargs)
         except MetricSkipped as exc:
             result["skipped"][name] = str(exc)
             continue

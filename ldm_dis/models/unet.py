@@ -3,6 +3,8 @@
 The openai / LDM ``UNetModel`` layout, written out plainly: ResBlocks with scale-shift norm on the
 timestep embedding, a SpatialTransformer after each ResBlock of the levels whose downsample factor is in
 ``attention_downsample`` (and always in the middle), Skip Dropout at each concatenation of the up path.
+Between levels a strided conv (down) or nearest upsampling + conv (up) resamples; with
+``resblock_updown`` (the released config) a ResBlock does, pooling / upsampling inside it as openai's.
 
     x_t (B, C, H, W), t (B,), units (B, N, D) -> predicted noise (B, C, H, W)
 """
@@ -33,10 +35,17 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv, timestep injection (scale-shift: norm(h) * (1 + s) + b), GroupNorm-SiLU-
-    dropout-conv (zero-initialised), plus a 1x1 conv shortcut when the width changes."""
+    dropout-conv (zero-initialised), plus a 1x1 conv shortcut when the width changes.
 
-    def __init__(self, channels: int, emb_dim: int, out_channels: int, dropout: float, use_scale_shift_norm: bool):
+    ``resample="down"`` / ``"up"``: openai's up/down ResBlock, which halves (2x2 average pooling) or
+    doubles (nearest) the resolution of both paths between the first activation and the first conv."""
+
+    def __init__(self, channels: int, emb_dim: int, out_channels: int, dropout: float, use_scale_shift_norm: bool,
+                 resample: Optional[str] = None):
         super().__init__()
+        if resample not in (None, "down", "up"):
+            raise ValueError(f"resample={resample!r}: expected None, 'down' or 'up'")
+        self.resample = resample
         self.use_scale_shift_norm = use_scale_shift_norm
         self.norm1 = nn.GroupNorm(32, channels)
         self.conv1 = nn.Conv2d(channels, out_channels, 3, padding=1)
@@ -48,8 +57,18 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.bias)
         self.shortcut = nn.Identity() if channels == out_channels else nn.Conv2d(channels, out_channels, 1)
 
+    def _resample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resample == "down":
+            return F.avg_pool2d(x, 2)  # (B, C, H/2, W/2)
+        if self.resample == "up":
+            return F.interpolate(x, scale_factor=2.0, mode="nearest")  # (B, C, 2H, 2W)
+        return x
+
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = F.silu(self.norm1(x))
+        if self.resample is not None:
+            h, x = self._resample(h), self._resample(x)
+        h = self.conv1(h)
         e = self.emb_proj(F.silu(emb))[:, :, None, None]  # (B, C' or 2C', 1, 1)
         if self.use_scale_shift_norm:
             scale, shift = e.chunk(2, dim=1)
@@ -65,7 +84,7 @@ class Downsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
 
-    def forward(self, x):
+    def forward(self, x, emb=None):
         return self.conv(x)  # (B, C, H/2, W/2)
 
 
@@ -74,12 +93,13 @@ class Upsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
-    def forward(self, x):
+    def forward(self, x, emb=None):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C, 2H, 2W)
 
 
 class UNetBlock(nn.Module):
-    """One entry of the down or up path: [ResBlock] [SpatialTransformer] [Down/Upsample], each optional."""
+    """One entry of the down or up path: [ResBlock] [SpatialTransformer] [Down/Upsample or resampling
+    ResBlock], each optional."""
 
     def __init__(self, res: Optional[ResBlock] = None, attn: Optional[SpatialTransformer] = None, resample: Optional[nn.Module] = None):
         super().__init__()
@@ -91,7 +111,7 @@ class UNetBlock(nn.Module):
         if self.attn is not None:
             x = self.attn(x, context)
         if self.resample is not None:
-            x = self.resample(x)
+            x = self.resample(x, emb)
         return x
 
 
@@ -111,6 +131,7 @@ class UNet(nn.Module):
         skip_dropout: float = 0.2,
         skip_dropout_levels: Optional[Sequence[int]] = None,
         backbone_dropout: float = 0.0,
+        resblock_updown: bool = False,
     ):
         super().__init__()
         out_channels = out_channels or in_channels
@@ -123,6 +144,12 @@ class UNet(nn.Module):
 
         def attn(c):
             return SpatialTransformer(c, num_heads, context_dim)
+
+        def down(c):
+            return ResBlock(c, emb_dim, c, dropout, use_scale_shift_norm, resample="down") if resblock_updown else Downsample(c)
+
+        def up(c):
+            return ResBlock(c, emb_dim, c, dropout, use_scale_shift_norm, resample="up") if resblock_updown else Upsample(c)
 
         # ---- down path: every output is kept as a skip, with its width and downsample factor
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -138,7 +165,7 @@ class UNet(nn.Module):
                 skip_channels.append(ch)
                 self.skip_factors.append(factor)
             if level != len(channel_mult) - 1:
-                self.input_blocks.append(UNetBlock(resample=Downsample(ch)))
+                self.input_blocks.append(UNetBlock(resample=down(ch)))
                 factor *= 2
                 skip_channels.append(ch)
                 self.skip_factors.append(factor)
@@ -156,7 +183,7 @@ class UNet(nn.Module):
                 ch = c_out
                 self.up_factors.append(factor)
                 if level and i == num_res_blocks:
-                    block.resample = Upsample(ch)
+                    block.resample = up(ch)
                     factor //= 2
                 self.output_blocks.append(block)
 
@@ -187,6 +214,7 @@ class UNet(nn.Module):
             skip_dropout=cfg.skip_dropout,
             skip_dropout_levels=cfg.skip_dropout_levels,
             backbone_dropout=cfg.backbone_dropout,
+            resblock_updown=bool(cfg.resblock_updown),  # null = the paper's (see ldm_dis.config.protocol)
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:

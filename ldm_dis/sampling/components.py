@@ -2,7 +2,7 @@
 
     ldm = load_ldm_components("runs/quickstart")          # a run folder, a checkpoint folder or a file in one
     images, factors = dataset_images(ldm.dataset, 6, seed=0, device=ldm.device)
-    units = ldm.encode(images)                             # (6, N, D): EMA extractor + bottleneck, eval mode
+    units = ldm.encode(images)                             # (6, N, D): extractor + bottleneck, eval mode
     x_T = ldm.noise(seed=0)                                # (C, h, w)
     panels = latent_interchange(ldm.unet, ldm.scheduler, ldm.decode, units[:3], units[3:], x_T)
 
@@ -44,7 +44,8 @@ class LDMComponents:
 
 
 def load_ldm_components(checkpoint: str | Path) -> LDMComponents:
-    """Rebuild a ``model.kind=ldm`` run and return its sampling components (EMA weights)."""
+    """Rebuild a ``model.kind=ldm`` run and return its sampling components (the EMA U-Net;
+    the extractor DyGA was fitted on)."""
     from ldm_dis.data import build_dataset
     from ldm_dis.training.checkpoint import load_run_config, load_task_from_checkpoint, resolve_checkpoint
 

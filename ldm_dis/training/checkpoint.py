@@ -333,13 +333,24 @@ def load_module_state(weights_file: str | Path, name: str) -> Dict[str, torch.Te
     return found
 
 
+# modules that earlier versions saved by default and this one builds only on request: what to set
+RETIRED_MODULES = {
+    "ema_feature_extractor": (
+        "it was written by a version that kept an EMA copy of the feature extractor and built tokens without "
+        "the final ReLU; to load it as it was trained, set train.ema_feature_extractor=true and "
+        "model.encoder.final_relu=false (in the checkpoint's config.yaml, or as overrides when resuming)"
+    ),
+}
+
+
 def load_modules(modules: Dict[str, torch.nn.Module], states: Dict[str, Dict[str, torch.Tensor]], source: str) -> None:
     """Load every module strictly; any difference is an error naming the module and the keys."""
     missing = sorted(set(modules) - set(states))
     unexpected = sorted(set(states) - set(modules))
     if missing or unexpected:
+        hints = "".join(f"; {RETIRED_MODULES[name]}" for name in unexpected if name in RETIRED_MODULES)
         raise CheckpointError(
-            f"{source}: the task's modules {sorted(modules)} do not match the checkpoint's {sorted(states)}"
+            f"{source}: the task's modules {sorted(modules)} do not match the checkpoint's {sorted(states)}{hints}"
         )
     for name, module in modules.items():
         try:

@@ -1,12 +1,14 @@
 """The learned representation of a whole dataset, for the metrics.
 
-    dataset, representation_fn = load_representation("runs/mpi3d")     # what `ldm-dis evaluate` calls
+    dataset, representation_fn = load_representation("runs/mpi3d")
     codes = representation_fn(images)   # images: np.float32 (n, C, H, W) in [-1, 1] -> np.float32 codes
+    source = load_evaluation_source("runs/mpi3d")   # what `ldm-dis evaluate RUN` calls: + generate_fn, cfg
     export_representation("runs/mpi3d", "runs/mpi3d/codes.npz")             # every image
     export_representation("runs/mpi3d", "codes50k.npz", num=50_000, seed=0)   # a random subset of rows
 
 The ``.npz`` holds ``codes`` ((n, N) scalars or (n, N, D) units, from ``task.encode``), ``factors``
-((n, F) int64) and ``factor_names`` ((F,) str), in dataset order. Encoding runs under
+((n, F) int64) and ``factor_names`` ((F,) str), in dataset order, and the run's evaluation protocol
+(``unit_pca``, ``infomec_active``: ``ldm-dis evaluate --codes`` scores the file as a run would). Encoding runs under
 ``torch.inference_mode`` on batches read whole from the dataset (one vectorized read per batch, no
 per-image tensors; ``data.num_workers`` processes read ahead), with a progress bar counting images.
 Speed: ``benchmarks/export_bench.py``, ``docs/benchmarks.md``.
@@ -15,6 +17,7 @@ Speed: ``benchmarks/export_bench.py``, ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -108,13 +111,24 @@ def random_rows(num_rows: int, num: Optional[int], seed: int = 0) -> Optional[np
     return np.sort(np.random.default_rng(seed).choice(num_rows, size=num, replace=False))
 
 
-def write_representation(path: str | Path, codes: np.ndarray, factors: np.ndarray, factor_names) -> Path:
-    """Atomic: a reader never sees half a file."""
+def eval_protocol(cfg) -> dict:
+    """The run's evaluation choices, nulls read as the paper's: {"unit_pca": ..., "infomec_active": ...}."""
+    from ldm_dis.config.protocol import EVAL_CHOICES
+
+    return {k: cfg.eval[k] or paper for k, paper in EVAL_CHOICES["paper"].items()}
+
+
+def write_representation(path: str | Path, codes: np.ndarray, factors: np.ndarray, factor_names,
+                         protocol: Optional[dict] = None) -> Path:
+    """Atomic: a reader never sees half a file. ``protocol``: string entries stored beside the codes
+    (:func:`eval_protocol`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    extra = {k: np.asarray(str(v)) for k, v in (protocol or {}).items()}
     with open(tmp, "wb") as f:
-        np.savez(f, codes=codes.astype(np.float32), factors=factors, factor_names=np.asarray(list(factor_names), dtype=str))
+        np.savez(f, codes=codes.astype(np.float32), factors=factors, factor_names=np.asarray(list(factor_names), dtype=str),
+                 **extra)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -127,17 +141,29 @@ def export_from_trainer(trainer, out_path: str | Path | None = None) -> Path:
     codes, factors = encode_dataset(trainer.task, trainer.dataset, trainer.accelerator,
                                     trainer.cfg.train.batch_size, trainer.cfg.data.num_workers)
     if trainer.accelerator.is_main_process:
-        write_representation(out_path, codes, factors, trainer.dataset.factor_names)
+        write_representation(out_path, codes, factors, trainer.dataset.factor_names, eval_protocol(trainer.cfg))
     trainer.accelerator.wait_for_everyone()
     return out_path
 
 
-def load_representation(checkpoint: str | Path, dataset=None, batch_size: int = 512) -> Tuple[object, Callable[[np.ndarray], np.ndarray]]:
-    """``(dataset, representation_fn)`` of a run folder or checkpoint (weights as saved, task in eval use)."""
+@dataclass
+class EvaluationSource:
+    """What the metrics need from a trained run."""
+
+    cfg: object  # the run's config
+    dataset: object
+    representation_fn: Callable[[np.ndarray], np.ndarray]  # images (n, C, H, W) in [-1, 1] -> codes
+    generate_fn: Optional[Callable[[int, np.random.Generator], np.ndarray]]  # FID's images; None if the task has no sampler
+
+
+def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int = 256) -> EvaluationSource:
+    """The representation and, for an LDM, a DDIM image generator of a run folder or checkpoint
+    (weights as saved, task in eval use)."""
+    cfg = load_run_config(checkpoint)
     if dataset is None:
         from ldm_dis.data import build_dataset
 
-        dataset = build_dataset(load_run_config(checkpoint).data)
+        dataset = build_dataset(cfg.data)
     _, task = load_task_from_checkpoint(checkpoint, dataset=dataset)
     device = task_device(task)
 
@@ -149,7 +175,26 @@ def load_representation(checkpoint: str | Path, dataset=None, batch_size: int = 
             out.append(task.encode(batch).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
-    return dataset, representation_fn
+    generate_fn = None
+    if hasattr(task, "reconstruct"):
+        def generate_fn(n: int, rng: np.random.Generator) -> np.ndarray:
+            """n DDIM samples (n, 3, R, R) in [-1, 1], each conditioned on the units of a dataset image drawn
+            from ``rng``; x_T from a generator seeded by ``rng`` (drawn on the CPU: the same on any device)."""
+            images = dataset.images_from_factors(dataset.sample_factors(n, rng))
+            generator = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+            out = []
+            for start in range(0, n, batch_size):
+                batch = torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32), device=device)
+                out.append(task.reconstruct(batch, generator).float().cpu().numpy())
+            return np.concatenate(out)
+
+    return EvaluationSource(cfg, dataset, representation_fn, generate_fn)
+
+
+def load_representation(checkpoint: str | Path, dataset=None, batch_size: int = 256) -> Tuple[object, Callable[[np.ndarray], np.ndarray]]:
+    """``(dataset, representation_fn)`` of a run folder or checkpoint (weights as saved, task in eval use)."""
+    source = load_evaluation_source(checkpoint, dataset, batch_size)
+    return source.dataset, source.representation_fn
 
 
 def task_device(task) -> torch.device:
@@ -175,5 +220,5 @@ def export_representation(run_or_ckpt: str | Path, out_path: str | Path | None =
     codes, factors = encode_dataset(task, dataset, accelerator, batch_size, cfg.data.num_workers, rows, progress)
     out_path = Path(out_path) if out_path else resolve_checkpoint(run_or_ckpt).parent.parent / CODES_FILE
     if accelerator.is_main_process:
-        write_representation(out_path, codes, factors, dataset.factor_names)
+        write_representation(out_path, codes, factors, dataset.factor_names, eval_protocol(cfg))
     return out_path

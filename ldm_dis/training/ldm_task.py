@@ -1,5 +1,9 @@
 """The latent diffusion model as a training task: frozen VQ-GAN latents, feature
-extractor -> bottleneck -> units, U-Net with Skip Dropout conditioned on the units, EMA copies.
+extractor -> bottleneck -> units, U-Net with Skip Dropout conditioned on the units, an EMA of the U-Net.
+
+One extractor is the representation: DyGA's anchors are fitted on its features, and it is what
+``encode`` scores, exports and draws with. As in the released code that is the live extractor (its EMA
+is not kept); with ``train.ema_feature_extractor`` an EMA copy is kept and used for all of them.
 
 One step:
     z0    = first_stage.encode(x) * scale                       (B, C, h, w), no gradient
@@ -16,6 +20,7 @@ main process (:func:`broadcast_buffers`), which is what DDP computes.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -53,7 +58,7 @@ class LDMTask:
         self.bottleneck = build_bottleneck(m.bottleneck, n, d)
         self.unet = UNet.from_config(m.unet, in_channels=m.first_stage.embed_dim, context_dim=d)
         self.ema_unet = EMA(self.unet, cfg.train.ema_decay)
-        self.ema_feature_extractor = EMA(self.feature_extractor, cfg.train.ema_decay)
+        self.ema_feature_extractor = EMA(self.feature_extractor, cfg.train.ema_decay) if cfg.train.ema_feature_extractor else None
         self.noise_scheduler = make_train_scheduler(m.diffusion)
         self.sample_t = timestep_sampler(m.diffusion)
         self.loss_weights = timestep_weights(self.noise_scheduler, m.diffusion.loss_weighting,
@@ -83,14 +88,24 @@ class LDMTask:
 
     # ------------------------------------------------------------------------------ the protocol
     def modules(self) -> Dict[str, nn.Module]:
-        return {
+        modules = {
             "first_stage": self.first_stage,  # frozen; kept so the latent scale and the weights travel together
             "feature_extractor": self.feature_extractor,
             "bottleneck": self.bottleneck,
             "unet": self.unet,
             "ema_unet": self.ema_unet,
-            "ema_feature_extractor": self.ema_feature_extractor,
         }
+        if self.ema_feature_extractor is not None:
+            modules["ema_feature_extractor"] = self.ema_feature_extractor
+        return modules
+
+    @property
+    def representation_extractor(self) -> nn.Module:
+        """The extractor whose features DyGA fits and ``encode`` returns: the live one, or its EMA copy
+        when ``train.ema_feature_extractor`` is set."""
+        if self.ema_feature_extractor is not None:
+            return self.ema_feature_extractor.shadow
+        return self.feature_extractor
 
     def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
         opts = {"ldm": self.optimizer}
@@ -107,7 +122,8 @@ class LDMTask:
             module.to(accelerator.device)
         if self.cfg.train.channels_last:
             for module in (self.unet, self.ema_unet, self.first_stage, self.feature_extractor, self.ema_feature_extractor):
-                module.to(memory_format=torch.channels_last)
+                if module is not None:
+                    module.to(memory_format=torch.channels_last)
         # accelerate's optimizer wrapper: fp16 loss scaling; the modules stay unwrapped (see module doc)
         self.optimizer = accelerator.prepare_optimizer(self.optimizer)
         if self.disc_optimizer is not None:
@@ -166,29 +182,28 @@ class LDMTask:
             terms.update({k: v.detach() for k, v in out.disc_losses.items()})
         broadcast_buffers(self.feature_extractor, acc)  # BatchNorm statistics as on the main process
         self.ema_unet.update(self.unet)
-        self.ema_feature_extractor.update(self.feature_extractor)
+        if self.ema_feature_extractor is not None:
+            self.ema_feature_extractor.update(self.feature_extractor)
         return terms
 
     # --------------------------------------------------------------------------- DyGA anchor fits
     @torch.no_grad()
     def collect_features(self, trainer, max_samples: int, seed: int) -> np.ndarray:
-        """What the bottleneck acts on, for (a random subset of at most ``max_samples` of) the training
-        set, from the current extractor in eval mode: float32 (n, N, D) tokens or (n, N) scalars."""
+        """What the bottleneck acts on, for (a random subset of at most ``max_samples`` of) the training
+        set, from :attr:`representation_extractor` in eval mode: float32 (n, N, D) tokens or (n, N) scalars."""
         acc, n = trainer.accelerator, len(trainer.dataset)
         indices = None
         if n > max_samples:
             indices = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False)).tolist()
-        fx = self.feature_extractor
-        was_training = fx.training
-        fx.eval()
+        fx = self.representation_extractor
         chunks = []
-        for images, _ in trainer.eval_loader(indices=indices):
-            with acc.autocast():
-                values = fx.scalars(images)
-                if self.bottleneck.acts_on == "tokens":
-                    values = fx.tokens(values)
-            chunks.append(acc.gather_for_metrics(values.float().contiguous()).cpu())
-        fx.train(was_training)
+        with _eval_mode(fx):
+            for images, _ in trainer.eval_loader(indices=indices):
+                with acc.autocast():
+                    values = fx.scalars(images)
+                    if self.bottleneck.acts_on == "tokens":
+                        values = fx.tokens(values)
+                chunks.append(acc.gather_for_metrics(values.float().contiguous()).cpu())
         return torch.cat(chunks).numpy()
 
     def on_epoch_end(self, epoch: int, trainer) -> Optional[Dict[str, float]]:
@@ -214,20 +229,16 @@ class LDMTask:
     # ------------------------------------------------------------------------------ representation
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """EMA extractor's units after the bottleneck, eval mode: (B, N, D) float32."""
-        was_training = self.bottleneck.training
-        self.bottleneck.eval()
-        try:
-            with self._autocast():
-                units, _ = self.units(self.ema_feature_extractor.shadow, images)
-        finally:
-            self.bottleneck.train(was_training)
+        """Units after the bottleneck from :attr:`representation_extractor` (the one DyGA's anchors were
+        fitted on), eval mode: (B, N, D) float32."""
+        with _eval_mode(self.representation_extractor, self.bottleneck), self._autocast():
+            units, _ = self.units(self.representation_extractor, images)
         return units.float()
 
     @torch.no_grad()
-    def sample_images(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """DDIM reconstructions (EMA weights, ``diffusion.sample_steps`` steps) conditioned on the images'
-        units, interleaved by rows with the originals: (2B, 3, R, R) in [-1, 1]."""
+    def reconstruct(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """DDIM samples of the EMA U-Net (``diffusion.sample_steps`` steps, x_T from ``generator``)
+        conditioned on the images' units: (B, 3, R, R) in [-1, 1]."""
         units = self.encode(images)
         b, c = images.shape[0], self.cfg.model.first_stage.embed_dim
         x_T = torch.randn((b, c, self.latent_size, self.latent_size), generator=generator,
@@ -236,12 +247,28 @@ class LDMTask:
         with self._autocast():
             z = ddim_sample(self.ema_unet.shadow, self.ddim_scheduler, units, x_T, d.sample_steps, d.eta, generator)
             recon = self.first_stage.decode_scaled(z.float())
-        return interleave_rows(images, recon.float().clamp(-1, 1))
+        return recon.float().clamp(-1, 1)
+
+    @torch.no_grad()
+    def sample_images(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """:meth:`reconstruct` interleaved by rows with the originals: (2B, 3, R, R) in [-1, 1]."""
+        return interleave_rows(images, self.reconstruct(images, generator))
 
     def _autocast(self):
-        import contextlib
-
         return self.accelerator.autocast() if self.accelerator is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _eval_mode(*modules: nn.Module):
+    """Modules in eval mode (BatchNorm running statistics, no dropout, DyGA's argmax), modes restored after."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
 
 
 def _anchors_per_unit(bottleneck, result) -> Optional[Dict[str, float]]:

@@ -40,7 +40,7 @@ class TrainingTask(Protocol):
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Representation for the metrics: (B, N) scalars or (B, N, D) units (EMA weights, eval mode)."""
+        """Representation for the metrics: (B, N) scalars or (B, N, D) units (eval mode)."""
 
     @torch.no_grad()
     def sample_images(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -18,6 +18,9 @@ TASKS = {
 
 def build_task(cfg, dataset, kind: str | None = None, **kwargs):
     """Build the task for ``kind`` (default ``cfg.model.kind``); ``dataset`` is a GroundTruthDataset."""
+    from ldm_dis.config.protocol import resolve_protocol
+
+    resolve_protocol(cfg)  # configs built without load_config (tests, scripts) follow `protocol` too
     kind = kind or cfg.model.kind
     if kind not in TASKS:
         raise UserInputError(f"model.kind={kind!r} is unknown; expected one of {sorted(TASKS)}")

@@ -110,3 +110,56 @@ def test_gradients_pass(clusters):
     out = align_features(between, **{**p, "variances": variances}, tau=1.0, lam=0.1, stochastic=True)
     (out * weights).sum().backward()
     assert variances.grad is not None and variances.grad.abs().sum() > 0
+
+
+def test_exact_zero_coordinates_follow_the_guarded_formula():
+    """ReLU tokens hold exact zeros: c_j = 0 with mu_j != 0 makes |c_j - mu_j| / eps huge, so delta = 0
+    (the feature stays); c_j = mu_j = 0 adds nothing to the sum. Finite values and gradients either way."""
+    d = 4
+    one_anchor = dict(center=torch.zeros(1, d), scale=torch.ones(1), means=torch.ones(1, 1, d),
+                      variances=torch.ones(1, 1, d), eigenvectors=torch.eye(d)[None, None], weights=torch.ones(1, 1))
+    c = torch.tensor([[[0.0, 2.0, 2.0, 2.0]]], requires_grad=True)
+    out = align_features(c, **one_anchor, tau=1e-4, lam=0.1, stochastic=True)
+    out.sum().backward()
+    assert torch.equal(out.detach(), c.detach()) and torch.isfinite(c.grad).all()
+    zero_anchor = {**one_anchor, "means": torch.tensor([[[0.0, 1.0, 1.0, 1.0]]])}
+    out = align_features(c.detach(), **zero_anchor, tau=1e-4, lam=0.1, stochastic=False)
+    delta = 0.1 * np.exp(-(0.0 + 3 * 0.5) / d)  # |2 - 1| / 2 on three coordinates, 0 on the zero one
+    torch.testing.assert_close(out, c.detach() + delta * (zero_anchor["means"] - c.detach()))
+
+
+def test_released_alignment_follows_the_released_formula(clusters):
+    """alignment: released reproduces ddpm_dyga.py: batch min/max normalization, the argmax anchor left
+    in normalized units, one lambda for the batch; a sample's result depends on its batch."""
+    from ldm_dis.bottlenecks.dyga.alignment import released_alignment
+
+    X, _, _ = clusters(3, 100, dim=8, intrinsic_dim=2, seed=1)
+    X = X - X.min() + 0.5  # positive features (no zeros), as ReLU tokens away from 0
+    Z = (X - X.max()) / (X.max() - X.min() + 1e-6)  # the fit's normalization (whole set, one scalar pair)
+    model = HDDC(3, random_state=0).fit(Z)
+    as_t = lambda a: torch.tensor(a, dtype=torch.float32)[None]  # noqa: E731
+    p = dict(means=as_t(model.means_), variances=as_t(model.variances_), eigenvectors=as_t(model.eigenvectors_),
+             weights=as_t(model.weights_))
+
+    def by_hand(x):  # as the released code computes it
+        z = (x - x.max()) / (x.max() - x.min() + 1e-6)
+        cq = model.means_[model.predict(z)]
+        lam = 0.1 * np.exp(-np.mean(np.abs((x - cq) / (x + 1e-6))))
+        return lam * cq + (1 - lam) * x, lam
+
+    c = torch.tensor(X[:40], dtype=torch.float32)[:, None].requires_grad_(True)  # (B, 1, D)
+    out, lam = released_alignment(c, **p, lam=0.1)
+    expect, expect_lam = by_hand(X[:40])
+    np.testing.assert_allclose(float(lam.detach()), expect_lam, rtol=1e-4)
+    assert expect_lam > 1e-3  # the pull is visible without zeros
+    np.testing.assert_allclose(out.detach()[:, 0].numpy(), expect, rtol=1e-4, atol=1e-6)
+    out.sum().backward()
+    assert torch.isfinite(c.grad).all()
+    alone, _ = released_alignment(c[:5].detach(), **p, lam=0.1)
+    assert not torch.allclose(alone, out[:5].detach())  # batch statistics: other samples change the result
+    # an exact zero in the tokens makes |(c - cq) / (c + 1e-6)| about 1e6 there: lambda is then about 0
+    with_zero = X[:40].copy()
+    with_zero[0, 0] = 0.0
+    _, lam_zero = released_alignment(torch.tensor(with_zero, dtype=torch.float32)[:, None], **p, lam=0.1)
+    np.testing.assert_allclose(float(lam_zero), by_hand(with_zero)[1], rtol=1e-3)
+    assert float(lam_zero) < 0.1 * float(lam.detach())

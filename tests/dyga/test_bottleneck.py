@@ -120,3 +120,39 @@ def test_worker_processes_give_the_same_anchors(clusters):
     parallel.fit(feats)
     for name, buf in serial.state_dict().items():
         assert torch.equal(parallel.state_dict()[name], buf), name
+
+
+def test_relu_tokens_with_exact_zeros_fit_and_align(clusters):
+    """The released extractor's tokens are >= 0 and often exactly 0: a dead unit, a mostly-zero unit and
+    zero coordinates fit and align with finite values and gradients."""
+    features = np.maximum(_unit_features(clusters), 0).astype(np.float32)
+    features[:, 2] = 0.0  # a dead unit: every token is 0
+    features[: len(features) * 3 // 4, 1] = 0.0  # most tokens of unit 1 are 0
+    assert (features[:, 0] == 0).any()
+    bn = DyGABottleneck(DyGAConfig(num_workers=1, k_init=3, k_max=6, em_iters=20), N_UNITS, DIM)
+    bn.fit(features)
+    assert bn.num_anchors[2] == 1 and torch.isfinite(bn.means).all() and torch.isfinite(bn.variances).all()
+    x = torch.tensor(features[::7][:64], requires_grad=True)
+    for training in (True, False):
+        bn.train(training)
+        out = bn(x).value
+        (out * torch.randn_like(out)).sum().backward()
+        assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+        assert torch.equal(out[:, 2], x[:, 2])  # a dead unit's anchor is 0: nothing moves
+        x.grad = None
+
+
+def test_released_alignment_fits_on_min_max_normalized_features(clusters):
+    from ldm_dis.bottlenecks.dyga.alignment import released_alignment
+
+    features = _unit_features(clusters).astype(np.float32)
+    bn, _ = _fitted(clusters, alignment="released", k_init=3, k_max=6)
+    hi, lo = features.max(axis=(0, 2)), features.min(axis=(0, 2))  # per unit, over points and values
+    np.testing.assert_allclose(bn.center.numpy(), np.repeat(hi[:, None], DIM, 1), rtol=1e-6)
+    np.testing.assert_allclose(bn.scale.numpy(), hi - lo + 1e-6, rtol=1e-6)
+    x = torch.tensor(features[:32])
+    expect, _ = released_alignment(x, bn.means, bn.variances, bn.eigenvectors, bn.weights, lam=0.1)
+    for training in (True, False):  # the released code aligns the same way in training and evaluation
+        torch.testing.assert_close(bn.train(training)(x).value, expect)
+    with pytest.raises(ValueError, match="alignment='gumbel'"):
+        DyGABottleneck(DyGAConfig(alignment="gumbel"), N_UNITS, DIM)

@@ -94,3 +94,25 @@ def test_tad_drops_entangled_and_non_binary_attributes():
     assert out["num_attributes"] == 3.0 and out["num_attributes_captured"] == 1.0
     assert np.isnan(out["auroc"][:, 3]).all()
     assert tad(codes[:, :1], np.full((2000, 1), 1))["tad"] == 0.0
+
+
+def test_infomec_active_rules_range_and_released_iqr():
+    from ldm_dis.metrics.infomec import active_codes
+
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 4, size=(400, 2))
+    wide = factors[:, 0] + 0.1 * rng.normal(size=400)  # IQR about 2
+    spiky = 0.01 * rng.normal(size=400)
+    spiky[0] = 100.0  # one outlier: a huge range, a tiny interquartile range
+    medium = 0.5 * factors[:, 1] + 0.1 * rng.normal(size=400)  # IQR about 1
+    codes = np.stack([wide, spiky, medium], axis=1)
+    # range rule: only the outlier's code clears 100 / 20; IQR rule (released): IQR > largest IQR / 10
+    assert active_codes(codes, discrete=False, rule="range").tolist() == [False, True, False]
+    assert active_codes(codes, discrete=False, rule="iqr").tolist() == [True, False, True]
+    out = infomec(codes, factors, discrete=False, n_jobs=1, active_rule="iqr")
+    assert out["num_active_codes"] == 2.0 and out["active"].tolist() == [True, False, True]
+    assert out["infom"] > 0.9  # each active code carries one factor
+    discrete = np.stack([factors[:, 0], np.r_[np.zeros(399), 1]], axis=1)
+    assert active_codes(discrete, discrete=True, rule="iqr").tolist() == [True, False]  # IQR > 0.1
+    with pytest.raises(ValueError, match="active_rule='max'"):
+        infomec_metric(None, None, np.random.default_rng(0), active_rule="max")

@@ -115,8 +115,11 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert "lacks ['factors']" in capsys.readouterr().err
 
 
-def test_cli_evaluate_checkpoint_uses_load_representation(tmp_path, monkeypatch):
+def test_cli_evaluate_checkpoint_uses_load_evaluation_source(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
     import ldm_dis.training.export as export
+    from ldm_dis.config.schema import Config
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -124,9 +127,9 @@ def test_cli_evaluate_checkpoint_uses_load_representation(tmp_path, monkeypatch)
 
     def fake_load(checkpoint):
         seen.append(checkpoint)
-        return FactorImageDataset((3, 4, 2)), AlignedCodes(3)
+        return export.EvaluationSource(OmegaConf.structured(Config), FactorImageDataset((3, 4, 2)), AlignedCodes(3), None)
 
-    monkeypatch.setattr(export, "load_representation", fake_load)
+    monkeypatch.setattr(export, "load_evaluation_source", fake_load)
     assert main(["evaluate", str(run_dir), "--metrics", "mig", "--jobs", "1",
                  "--set", "mig.num_train=300"]) == 0
     result = json.loads((run_dir / "eval" / "metrics.json").read_text())

@@ -98,3 +98,81 @@ def test_data_initialised_codebook_is_the_main_process_one_everywhere(tmp_path):
     assert a["vq.quantize.embedding.weight"].abs().max() > 1.0 / len(a["vq.quantize.embedding.weight"])
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+DYGA = {"k_init": 2, "k_max": 3, "em_iters": 5, "max_split_rounds": 1, "min_count": 2.0, "num_workers": 1,
+        "max_samples": 24}
+
+
+def _dyga_worker(rank, port, first_stage_path, out_path):
+    """A real two-process Accelerator (gloo) and Trainer; one DyGA fit at the end of epoch 0."""
+    import os
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), ACCELERATE_USE_CPU="1")
+    torch.set_num_threads(1)
+    from accelerate import Accelerator
+    from omegaconf import OmegaConf
+    from test_tasks import TINY, tiny_cfg
+
+    from ldm_dis.data import build_dataset
+    from ldm_dis.training.ldm_task import LDMTask
+    from ldm_dis.training.trainer import Trainer
+
+    acc = Accelerator(cpu=True)
+    assert acc.num_processes == 2 and acc.process_index == rank
+    cfg = tiny_cfg(out_path, bottleneck={"kind": "dyga", "dyga": DYGA})
+    dataset = build_dataset(OmegaConf.create(TINY["data"]))
+    torch.manual_seed(0)  # same initial weights on both processes
+    task = LDMTask(cfg, dataset, first_stage_path=first_stage_path)
+    trainer = Trainer(cfg, task, dataset, acc)
+    fits, collected = [], []
+    fit, collect = task.bottleneck.fit, task.collect_features
+    task.bottleneck.fit = lambda features: fits.append(rank) or fit(features)
+    task.collect_features = lambda *args: collected.append(collect(*args)) or collected[-1]
+    task.on_epoch_end(0, trainer)
+    torch.save({"anchors": task.bottleneck.state_dict(), "features": torch.from_numpy(collected[0]), "fits": len(fits),
+                "extractor": task.feature_extractor.state_dict()}, f"{out_path}/dyga_rank{rank}.pt")
+    acc.wait_for_everyone()
+
+
+@pytest.mark.slow
+def test_dyga_anchors_fitted_once_on_gathered_features_and_broadcast(tmp_path):
+    import socket
+
+    import numpy as np
+    from omegaconf import OmegaConf
+    from safetensors.torch import save_file
+    from test_tasks import TINY, tiny_cfg
+
+    from ldm_dis.bottlenecks.dyga import DyGABottleneck
+    from ldm_dis.data import build_dataset
+    from ldm_dis.models.feature_extractor import FeatureExtractor
+    from ldm_dis.models.vqgan import FirstStage
+
+    torch.manual_seed(0)
+    cfg = tiny_cfg(tmp_path, bottleneck={"kind": "dyga", "dyga": DYGA})
+    fs = FirstStage.from_config(cfg.model.first_stage)
+    save_file({k: v.contiguous() for k, v in fs.state_dict().items()}, str(tmp_path / "fs.safetensors"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_dyga_worker, args=(port, str(tmp_path / "fs.safetensors"), str(tmp_path)), nprocs=2)
+    a, b = torch.load(tmp_path / "dyga_rank0.pt"), torch.load(tmp_path / "dyga_rank1.pt")
+    assert (a["fits"], b["fits"]) == (1, 0)  # fitted once, on the main process
+    # both processes gathered the features of the whole training set, in dataset order
+    dataset = build_dataset(OmegaConf.create(TINY["data"]))
+    fx = FeatureExtractor.from_config(cfg.model.encoder, image_size=16)
+    fx.load_state_dict(a["extractor"])
+    with torch.no_grad():
+        expect = fx.eval()(torch.stack([dataset[i][0] for i in range(len(dataset))])).numpy()
+    features = a["features"].numpy()
+    np.testing.assert_array_equal(features, b["features"].numpy())
+    np.testing.assert_allclose(features, expect, rtol=1e-5, atol=1e-6)
+    # identical anchors everywhere, equal to a one-process fit on the same features
+    one = DyGABottleneck(cfg.model.bottleneck.dyga, 3, 8)
+    one.fit(features)
+    assert int(a["anchors"]["num_fits"]) == 1
+    for key, value in one.state_dict().items():
+        torch.testing.assert_close(a["anchors"][key], value, rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(b["anchors"][key], value, rtol=0, atol=0, msg=key)

@@ -24,7 +24,8 @@ TINY = {
     "model": {
         "first_stage": {"n_embed": 16, "base_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
                         "disc_layers": 2, "batch_size": 4},
-        "encoder": {"num_units": 3, "unit_dim": 8, "stem_channels": 8, "channels": [16, 16], "hidden": 16, "unit_mlp": [8, 8]},
+        "encoder": {"num_units": 3, "unit_dim": 8, "stem_channels": 8, "channels": [16, 16], "hidden": 16,
+                    "extra_fc": False, "unit_mlp": [8, 8]},
         "unet": {"base_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_downsample": [1],
                  "num_heads": 4, "dropout": 0.0},
         "diffusion": {"sample_steps": 2},
@@ -155,6 +156,62 @@ def test_epoch_end_fits_the_bottleneck_on_pre_bottleneck_tokens(first_stage_file
     assert out == {"dyga/k_unit0": 2.0, "dyga/k_unit1": 2.0, "dyga/k_unit2": 2.0}
 
 
+class RecordingAnchors(FittedAnchors):
+    """FittedAnchors that also keep what they were last applied to."""
+
+    def forward(self, x):
+        self.applied_to = x.detach().clone()
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("ema_extractor", [False, True])
+def test_anchors_are_fitted_on_the_extractor_that_is_scored(first_stage_file, dataset, tmp_path, ema_extractor):
+    path, _, _ = first_stage_file
+    cfg = tiny_cfg(tmp_path)
+    cfg.train.ema_feature_extractor = ema_extractor
+    torch.manual_seed(0)
+    task = LDMTask(cfg, dataset, first_stage_path=path)
+    assert ("ema_feature_extractor" in task.modules()) == ema_extractor  # the released code keeps no extractor EMA
+    trainer = Trainer(cfg, task, dataset, Accelerator(cpu=True))
+    images = torch.stack([dataset[i][0] for i in range(4)])
+    for step in range(3):
+        task.training_step(images, None, step, trainer.accelerator)
+    with torch.no_grad():  # as after many steps: the live extractor far from its EMA
+        for p in task.feature_extractor.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    task.bottleneck = RecordingAnchors(3, 8)
+    task.on_epoch_end(0, trainer)
+    fitted = task.bottleneck.fitted_with[:4]
+    units = task.encode(images)
+    scored = task.bottleneck.applied_to.numpy()
+    np.testing.assert_allclose(fitted, scored, rtol=1e-5, atol=1e-6)  # the same extractor fitted and scored
+    np.testing.assert_allclose(units.numpy(), scored + 0.1 * (task.bottleneck.anchors.numpy() - scored), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        live = task.feature_extractor.eval()(images).numpy()
+    if ema_extractor:  # fitted and scored on the EMA copy, which is not the live extractor
+        assert np.abs(live - fitted).max() > 1e-4
+    else:
+        np.testing.assert_allclose(live, fitted, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_with_an_extractor_ema_needs_the_setting_back(first_stage_file, dataset, tmp_path):
+    """Runs of earlier versions hold ema_feature_extractor; loading them says which settings rebuild them."""
+    from ldm_dis.training.checkpoint import CheckpointError, load_task_from_checkpoint
+
+    path, _, _ = first_stage_file
+    cfg = tiny_cfg(tmp_path, first_stage={"checkpoint": str(path)})
+    cfg.train.ema_feature_extractor = True
+    torch.manual_seed(0)
+    Trainer(cfg, LDMTask(cfg, dataset), dataset, Accelerator(cpu=True)).fit()
+    _, task = load_task_from_checkpoint(tmp_path, dataset=dataset)
+    assert "ema_feature_extractor" in task.modules()
+    (_, folder), = list_checkpoints(tmp_path)[-1:]
+    config = folder / "config.yaml"
+    config.write_text(config.read_text().replace("ema_feature_extractor: true", "ema_feature_extractor: false"))
+    with pytest.raises(CheckpointError, match=r"train\.ema_feature_extractor=true and model\.encoder\.final_relu=false"):
+        load_task_from_checkpoint(tmp_path, dataset=dataset)
+
+
 def test_factorq_discriminator_has_its_own_optimizer(first_stage_file, dataset, tmp_path):
     path, _, _ = first_stage_file
     cfg = tiny_cfg(tmp_path, bottleneck={"kind": "factorq", "factorq": {"codebook_size": 4, "disc_hidden": 8, "disc_layers": 2}})
@@ -258,7 +315,8 @@ def test_conditioning_gap_benchmark_compares_own_and_rolled_units(first_stage_fi
 
     path, _, _ = first_stage_file
     torch.manual_seed(0)  # the weights must not depend on which tests ran before
-    task = LDMTask(tiny_cfg(tmp_path), dataset, first_stage_path=path)
+    # signed tokens: a tiny random extractor with the final ReLU can give every image the same (zero) units
+    task = LDMTask(tiny_cfg(tmp_path, encoder={"final_relu": False}), dataset, first_stage_path=path)
     task.prepare(Accelerator(cpu=True))
     torch.manual_seed(3)
     for p in task.ema_unet.shadow.parameters():  # zero-initialised output layers would hide the context
@@ -274,3 +332,18 @@ def test_conditioning_gap_benchmark_compares_own_and_rolled_units(first_stage_fi
     same = distinct[:1].expand(4, -1, -1, -1)  # every image's units are also the rolled ones
     # the same units either way: no gap, up to float rounding (kernels may differ with the inputs' memory layout)
     assert all(r["gap"] == pytest.approx(0, abs=1e-6) for r in conditioning_gap(task, same, [10, 500], torch.Generator().manual_seed(0)))
+
+
+def test_protocol_released_reaches_the_networks(first_stage_file, dataset, tmp_path):
+    """A config built without load_config follows `protocol` too (build_task resolves it)."""
+    from ldm_dis.training.tasks import build_task
+
+    path, _, _ = first_stage_file
+    paper = build_task(tiny_cfg(tmp_path, bottleneck={"kind": "dyga"}), dataset, first_stage_path=path)
+    cfg = tiny_cfg(tmp_path, bottleneck={"kind": "dyga"})
+    cfg.protocol = "released"
+    released = build_task(cfg, dataset, first_stage_path=path)
+    resamplers = lambda task: [getattr(m, "resample", None) for m in task.unet.modules() if hasattr(m, "resample")]  # noqa: E731
+    assert "down" in resamplers(released) and "down" not in resamplers(paper)
+    assert (paper.unet.skip_dropout.levels, released.unet.skip_dropout.levels) == ((2,), (1, 2))
+    assert (paper.bottleneck.alignment, released.bottleneck.alignment) == ("paper", "released")

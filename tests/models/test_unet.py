@@ -98,7 +98,8 @@ def test_attention_recording_probabilities_and_same_output():
 
 def test_gradients_reach_the_feature_extractor_through_cross_attention():
     torch.manual_seed(0)
-    fx = FeatureExtractor(num_units=4, unit_dim=8, image_size=16, stem_channels=8, channels=(16, 16), hidden=16, unit_mlp=(8, 8))
+    fx = FeatureExtractor(num_units=4, unit_dim=8, image_size=16, stem_channels=8, channels=(16, 16), hidden=16, extra_fc=False,
+                          unit_mlp=(8, 8), final_relu=False)
     unet = tiny_unet()
     randomize_zero_inits(unet)
     loss = diffusion_loss(unet, make_train_scheduler(DiffusionConfig()), torch.randn(2, 3, 8, 8), fx(torch.randn(2, 3, 16, 16)))
@@ -108,9 +109,11 @@ def test_gradients_reach_the_feature_extractor_through_cross_attention():
     assert all(w.grad.abs().sum() > 0 for w in fx.unit_mlps.weights)
 
 
-def test_unit_mlps_equal_independent_linear_stacks():
+@pytest.mark.parametrize("final_relu", [True, False])
+def test_unit_mlps_equal_independent_linear_stacks(final_relu):
     torch.manual_seed(0)
-    fx = FeatureExtractor(num_units=3, unit_dim=4, image_size=16, stem_channels=8, channels=(8, 8), hidden=8, unit_mlp=(5, 6))
+    fx = FeatureExtractor(num_units=3, unit_dim=4, image_size=16, stem_channels=8, channels=(8, 8), hidden=8,
+                          extra_fc=False, unit_mlp=(5, 6), final_relu=final_relu)
     s = torch.randn(7, 3)
     out = fx.tokens(s)
     assert out.shape == (7, 3, 4)
@@ -118,8 +121,9 @@ def test_unit_mlps_equal_independent_linear_stacks():
         h = s[:, n : n + 1]
         for i, (w, b) in enumerate(zip(fx.unit_mlps.weights, fx.unit_mlps.biases)):
             h = h @ w[n] + b[n]
-            h = torch.relu(h) if i < 2 else h
+            h = torch.relu(h) if i < 2 or final_relu else h  # the released MLPModule ends with a ReLU
         torch.testing.assert_close(out[:, n], h)
+    assert (out.min() >= 0) == final_relu
     assert fx.scalars(torch.randn(2, 3, 16, 16)).shape == (2, 3)
 
 
@@ -233,3 +237,21 @@ def test_weighted_diffusion_loss_weighs_each_sample_by_its_timestep():
     x_t = scheduler.add_noise(latents, noise, fixed_t(4))
     per_sample = (unet(x_t, None, None) - noise).abs().reshape(4, -1).mean(1)
     torch.testing.assert_close(loss(one_hot), 2.0 * per_sample[1:3].mean())
+
+
+def test_resampling_resblocks_pool_and_upsample_both_paths():
+    from ldm_dis.models.unet import ResBlock
+
+    torch.manual_seed(0)
+    x, emb = torch.randn(2, 32, 8, 8), torch.randn(2, 16)
+    down = ResBlock(32, 16, 32, 0.0, True, resample="down")
+    up = ResBlock(32, 16, 32, 0.0, True, resample="up")
+    # conv2 starts at zero: the block is its (identity) shortcut of the resampled input
+    torch.testing.assert_close(down(x, emb), torch.nn.functional.avg_pool2d(x, 2))
+    torch.testing.assert_close(up(x, emb), torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+    randomize_zero_inits(down)
+    assert down(x, emb).shape == (2, 32, 4, 4) and not torch.allclose(down(x, emb), torch.nn.functional.avg_pool2d(x, 2))
+    net = UNet(in_channels=3, base_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_downsample=(1,),
+               num_heads=2, context_dim=8, resblock_updown=True)
+    assert [m.resample for m in net.modules() if isinstance(m, ResBlock) and m.resample] == ["down", "up"]
+    assert net(torch.randn(2, 3, 8, 8), torch.tensor([3, 700]), torch.randn(2, 4, 8)).shape == (2, 3, 8, 8)

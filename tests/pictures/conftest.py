@@ -42,7 +42,8 @@ def tiny():
     _randomize_zero_inits(unet)
     first_stage = FirstStage(embed_dim=3, n_embed=32, base_channels=32, channel_mult=(1, 2), num_res_blocks=1)
     encoder = FeatureExtractor(num_units=NUM_UNITS, unit_dim=UNIT_DIM, image_size=IMAGE, stem_channels=8,
-                               channels=(16, 16), hidden=32, unit_mlp=(16,))
+                               channels=(16, 16), hidden=32, extra_fc=False,
+                               unit_mlp=(16,))
     return SimpleNamespace(
         unet=unet.eval(),
         scheduler=make_ddim_scheduler(DiffusionConfig()),

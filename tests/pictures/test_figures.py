@@ -20,7 +20,7 @@ TINY_RUN = [
     "model.first_stage.batch_size=4", "model.first_stage.max_steps=2", "model.first_stage.disc_channels=8",
     "model.first_stage.disc_layers=1",
     "model.encoder.num_units=3", "model.encoder.unit_dim=8", "model.encoder.stem_channels=8",
-    "model.encoder.channels=[8,8]", "model.encoder.hidden=16", "model.encoder.unit_mlp=[8]",
+    "model.encoder.channels=[8,8]", "model.encoder.hidden=16", "model.encoder.extra_fc=false", "model.encoder.unit_mlp=[8]",
     "model.unet.base_channels=32", "model.unet.channel_mult=[1,2]", "model.unet.num_res_blocks=1",
     "model.unet.attention_downsample=[1,2]", "model.unet.num_heads=2", "model.bottleneck.kind=none",
     "train.max_steps=2", "train.batch_size=4", "train.log_every=1", "train.ckpt_every=2", "train.sample_every=0",

@@ -10,6 +10,9 @@ For unit i of a sample with feature c (D values):
     c~     = c + delta * (mu - c)
 
 Since 0 < delta <= lam, a feature moves toward its anchor by at most ``lam`` of the distance.
+
+:func:`released_alignment` is the released code's version (``alignment: released``): a batch statistic
+normalizes, the argmax anchor stays in normalized units, one lambda for the whole batch.
 """
 
 from __future__ import annotations
@@ -75,3 +78,27 @@ def align_features(
     guarded = c.abs().clamp_min(_EPS)
     delta = lam * torch.exp(-((c - anchor).abs() / guarded).mean(-1, keepdim=True))  # (B, N, 1)
     return c + delta * (anchor - c)
+
+
+def released_alignment(
+    c: torch.Tensor,
+    means: torch.Tensor,
+    variances: torch.Tensor,
+    eigenvectors: torch.Tensor,
+    weights: torch.Tensor,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The released code's alignment (``ddpm_dyga.py``, training and evaluation alike).
+
+    Per unit, z = (c - max) / (max - min + 1e-6) with the max and min of the *batch* (over samples and
+    the D values); cq = the mean of the most responsible Gaussian, left in those normalized units;
+    one lambda for the batch, lam * exp(-mean over batch, units and values of |(c - cq) / (c + 1e-6)|);
+    c~ = lambda cq + (1 - lambda) c. Returns (c~ (B, N, D), lambda ()).
+    """
+    hi = c.amax(dim=(0, 2), keepdim=True)  # (1, N, 1)
+    lo = c.amin(dim=(0, 2), keepdim=True)
+    z = (c - hi) / (hi - lo + 1e-6)
+    log_r = mixture_log_resp(z.detach(), means, variances, eigenvectors, weights)  # (B, N, K)
+    cq = torch.einsum("bnk,nkd->bnd", F.one_hot(log_r.argmax(-1), log_r.shape[-1]).to(c.dtype), means)
+    mix = lam * torch.exp(-((c - cq) / (c + 1e-6)).abs().mean())
+    return mix * cq + (1 - mix) * c, mix

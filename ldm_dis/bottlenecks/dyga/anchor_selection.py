@@ -25,7 +25,10 @@ import numpy as np
 from ldm_dis.bottlenecks.dyga.hddc import HDDC
 
 
-def feature_normalization(features: np.ndarray) -> Tuple[np.ndarray, float]:
+NORMALIZATIONS = ("median", "minmax")
+
+
+def feature_normalization(features: np.ndarray, method: str = "median") -> Tuple[np.ndarray, float]:
     """Per-unit statistics of the fitted set: center (D,), the coordinate-wise median, and scale, the
     median distance to it.
 
@@ -33,8 +36,16 @@ def feature_normalization(features: np.ndarray) -> Tuple[np.ndarray, float]:
     units and training time: half the set lies within radius 1, so ``psi = 0.5`` means "a cluster
     spread over more than half the unit's typical radius". Medians, so a few far outliers cannot
     shrink every density below ``psi`` (an RMS or min-max scale would). A degenerate set gets scale 1.
+
+    ``method="minmax"``: the released code's, center = the largest value of the set (over points and
+    coordinates) in every coordinate, scale = largest - smallest + 1e-6, so the set lies in [-1, 0].
     """
     features = np.asarray(features, dtype=np.float64)
+    if method == "minmax":
+        hi, lo = float(features.max()), float(features.min())
+        return np.full(features.shape[1], hi), hi - lo + 1e-6
+    if method != "median":
+        raise ValueError(f"normalization={method!r}: expected one of {list(NORMALIZATIONS)}")
     center = np.median(features, axis=0)
     scale = float(np.median(np.linalg.norm(features - center, axis=1)))
     return center, (scale if scale > 0 else 1.0)
@@ -74,12 +85,13 @@ def select_anchors(
     dim_threshold: float = 0.2,
     reg_covar: float = 1e-6,
     search_samples: int = 20_000,
+    normalization: str = "median",
     seed: int = 0,
 ) -> HDDC:
     """Fit the anchors of one unit. features: (n, D). Returns the fitted HDDC in the features' units.
 
-    The fit runs on features normalized by :func:`feature_normalization` (so ``psi`` has a fixed
-    meaning); the returned mixture is mapped back exactly (HDDC is affine-equivariant).
+    The fit runs on features normalized by :func:`feature_normalization` (``normalization``; so ``psi``
+    has a fixed meaning); the returned mixture is mapped back exactly (HDDC is affine-equivariant).
     The initial fit and the split rounds run on a seeded subsample of ``search_samples`` points (a
     density is a mean distance: 20k points estimate it well), then EM refits the found mixture on
     every point, and the filter counts every point. This keeps 100k points per unit in seconds.
@@ -89,7 +101,7 @@ def select_anchors(
     if not 1 <= k_init <= k_max:
         raise ValueError(f"need 1 <= k_init <= k_max, got k_init={k_init}, k_max={k_max}")
     features = np.asarray(features, dtype=np.float64)
-    center, scale = feature_normalization(features)
+    center, scale = feature_normalization(features, normalization)
     Z = (features - center) / scale
     rng = np.random.default_rng(seed)
 
@@ -177,6 +189,6 @@ def fit_unit(features: np.ndarray, options: dict, seed: int):
     features (n, D). Returns (center (D,), scale, mixture) where the mixture (an HDDC) describes
     ``(features - center) / scale``. A top-level function so that worker processes can run it.
     """
-    center, scale = feature_normalization(features)
+    center, scale = feature_normalization(features, options.get("normalization", "median"))
     model = select_anchors(features, seed=seed, **options)
     return center, scale, model.transformed(1.0 / scale, -center / scale)

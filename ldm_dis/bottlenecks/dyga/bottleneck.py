@@ -19,6 +19,10 @@ eigenvectors, so the density stays finite and the weight alone removes them.
 
 Eval mode aligns with the most responsible anchor instead of a Gumbel draw: the U-Net was trained on
 aligned conditions, so pictures and metrics keep that input distribution, and they stay deterministic.
+
+``cfg.alignment="released"`` reproduces the released code instead (:func:`released_alignment`; fits
+normalized by the set's min/max): its normalization and lambda are batch statistics, so a sample's
+units depend on the other samples of its batch, in evaluation too.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from ldm_dis.bottlenecks.base import Bottleneck, BottleneckOutput
-from ldm_dis.bottlenecks.dyga.alignment import align_features
+from ldm_dis.bottlenecks.dyga.alignment import align_features, released_alignment
 from ldm_dis.bottlenecks.dyga.anchor_selection import fit_unit
 from ldm_dis.bottlenecks.dyga.hddc import HDDC
 
@@ -77,6 +81,9 @@ class DyGABottleneck(Bottleneck):
         self.cfg = cfg
         self.num_units = num_units
         self.unit_dim = unit_dim
+        self.alignment = getattr(cfg, "alignment", None) or "paper"  # null = the paper's (see ldm_dis.config.protocol)
+        if self.alignment not in ("paper", "released"):
+            raise ValueError(f"model.bottleneck.dyga.alignment={self.alignment!r}: expected 'paper' or 'released'")
         n, k, d = num_units, cfg.k_max, unit_dim
         self.register_buffer("center", torch.zeros(n, d))
         self.register_buffer("scale", torch.ones(n))
@@ -109,10 +116,14 @@ class DyGABottleneck(Bottleneck):
             return BottleneckOutput(x)
         # float32 whatever the autocast: Mahalanobis distances lose too much in half precision
         with torch.autocast(device_type=x.device.type, enabled=False):
-            aligned = align_features(
-                x.float(), self.center, self.scale, self.means, self.variances, self.eigenvectors,
-                self.weights, tau=self.cfg.tau, lam=self.cfg.lam, stochastic=self.training,
-            )
+            if self.alignment == "released":
+                aligned, _ = released_alignment(x.float(), self.means, self.variances, self.eigenvectors,
+                                                self.weights, lam=self.cfg.lam)
+            else:
+                aligned = align_features(
+                    x.float(), self.center, self.scale, self.means, self.variances, self.eigenvectors,
+                    self.weights, tau=self.cfg.tau, lam=self.cfg.lam, stochastic=self.training,
+                )
         return BottleneckOutput(aligned.to(x.dtype))
 
     # ---------------------------------------------------------------------------------------- fit
@@ -122,6 +133,7 @@ class DyGABottleneck(Bottleneck):
             k_init=c.k_init, k_max=c.k_max, phi=c.phi, psi=c.psi, random_split_prob=c.random_split_prob,
             max_split_rounds=c.max_split_rounds, min_count=c.min_count, em_iters=c.em_iters, tol=c.tol,
             dim_threshold=c.dim_threshold, reg_covar=c.reg_covar, search_samples=c.search_samples,
+            normalization="minmax" if self.alignment == "released" else "median",
         )
 
     def fit(self, features: np.ndarray) -> Dict[str, float]:
