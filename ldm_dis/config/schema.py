@@ -129,6 +129,12 @@ class DiffusionConfig:
     timestep_sampling: str = "uniform"
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
+    # weight of each timestep's loss (normalised to mean 1 over the schedule): "none" (the papers),
+    # "min_snr" (min(SNR, min_snr_gamma) / SNR) or "pdae" (SNR^g / (1 + SNR), g = pdae_gamma, PDAE's code),
+    # which favours the noisy steps where the denoiser needs the units most
+    loss_weighting: str = "none"
+    min_snr_gamma: float = 5.0
+    pdae_gamma: float = 0.1
 
 
 # --------------------------------------------------------------------------------------- bottlenecks
@@ -243,6 +249,7 @@ class TrainConfig:
     max_steps: int = 100_000
     batch_size: int = 512  # global batch, split evenly across processes
     lr: float = 1e-4
+    extractor_lr: Optional[float] = None  # learning rate of the feature extractor; None = train.lr
     weight_decay: float = 0.0
     adam_betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_steps: int = 0

@@ -18,6 +18,7 @@ from ldm_dis.errors import UserInputError
 
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
+LOSS_WEIGHTING = ("none", "min_snr", "pdae")
 
 
 def _schedule_kwargs(cfg) -> dict:
@@ -72,6 +73,29 @@ def timestep_sampler(cfg) -> Callable[..., torch.Tensor]:
                              sampling=cfg.timestep_sampling, mean=cfg.logit_normal_mean, std=cfg.logit_normal_std)
 
 
+def timestep_weights(scheduler: DDPMScheduler, weighting: str = "none", min_snr_gamma: float = 5.0,
+                     pdae_gamma: float = 0.1) -> Optional[torch.Tensor]:
+    """(T,) weight of each timestep's loss, divided by its mean over the schedule so that uniform t keeps
+    the loss's scale (and the learning rate its meaning); None for ``"none"``. With SNR_t = abar_t / (1 - abar_t):
+
+    - ``min_snr``: min(SNR_t, gamma) / SNR_t (Hang et al. 2023, epsilon prediction), which lowers the
+      nearly noise-free steps;
+    - ``pdae``: SNR_t^gamma / (1 + SNR_t) (Zhang et al. 2022, PDAE, as in its released code), which favours
+      the noisy steps, where a denoiser needs its condition most.
+    """
+    if weighting == "none":
+        return None
+    abar = scheduler.alphas_cumprod.double()
+    snr = abar / (1 - abar)
+    if weighting == "min_snr":
+        w = snr.clamp(max=min_snr_gamma) / snr
+    elif weighting == "pdae":
+        w = snr.pow(pdae_gamma) / (1 + snr)
+    else:
+        raise UserInputError(f"model.diffusion.loss_weighting={weighting!r}: expected one of {LOSS_WEIGHTING}")
+    return (w / w.mean()).float()
+
+
 def diffusion_loss(
     unet: nn.Module,
     scheduler: DDPMScheduler,
@@ -80,9 +104,11 @@ def diffusion_loss(
     loss_type: str = "l1",
     generator: Optional[torch.Generator] = None,
     sample_t: Optional[Callable[..., torch.Tensor]] = None,
+    weights: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """E_{t, eps} |eps_theta(x_t, t, c) - eps| (l1) or its square (l2). latents (B, C, h, w), context (B, N, D).
-    ``sample_t``: how t is drawn (:func:`timestep_sampler`); default uniform over the scheduler's steps."""
+    """E_{t, eps} w_t |eps_theta(x_t, t, c) - eps| (l1) or its square (l2). latents (B, C, h, w), context (B, N, D).
+    ``sample_t``: how t is drawn (:func:`timestep_sampler`); default uniform over the scheduler's steps.
+    ``weights``: (T,) per-timestep weights (:func:`timestep_weights`); None = 1 for every t."""
     b = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
     if sample_t is None:
@@ -90,8 +116,10 @@ def diffusion_loss(
     t = sample_t(b, generator=generator, device=latents.device)
     x_t = scheduler.add_noise(latents, noise, t)  # sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps
     pred = unet(x_t, t, context)
-    if loss_type == "l1":
-        return F.l1_loss(pred.float(), noise.float())
-    if loss_type == "l2":
-        return F.mse_loss(pred.float(), noise.float())
-    raise UserInputError(f"model.diffusion.loss={loss_type!r}: expected 'l1' or 'l2'")
+    if loss_type not in ("l1", "l2"):
+        raise UserInputError(f"model.diffusion.loss={loss_type!r}: expected 'l1' or 'l2'")
+    error = (pred.float() - noise.float()).abs() if loss_type == "l1" else (pred.float() - noise.float()).square()
+    if weights is None:
+        return error.mean()
+    per_sample = error.reshape(b, -1).mean(1)  # (B,)
+    return (weights.to(per_sample.device)[t] * per_sample).mean()

@@ -30,7 +30,9 @@ from torch import nn
 
 from ldm_dis.bottlenecks import BottleneckOutput, build_bottleneck
 from ldm_dis.errors import UserInputError
-from ldm_dis.models.diffusion import diffusion_loss, make_ddim_scheduler, make_train_scheduler, timestep_sampler
+from ldm_dis.models.diffusion import (
+    diffusion_loss, make_ddim_scheduler, make_train_scheduler, timestep_sampler, timestep_weights,
+)
 from ldm_dis.models.ema import EMA
 from ldm_dis.models.feature_extractor import FeatureExtractor
 from ldm_dis.models.unet import UNet
@@ -56,16 +58,19 @@ class LDMTask:
         self.ema_feature_extractor = EMA(self.feature_extractor, cfg.train.ema_decay) if cfg.train.ema_feature_extractor else None
         self.noise_scheduler = make_train_scheduler(m.diffusion)
         self.sample_t = timestep_sampler(m.diffusion)
+        self.loss_weights = timestep_weights(self.noise_scheduler, m.diffusion.loss_weighting,
+                                             m.diffusion.min_snr_gamma, m.diffusion.pdae_gamma)
         self.ddim_scheduler = make_ddim_scheduler(m.diffusion)
         self.latent_size = cfg.data.resolution // self.first_stage.downsample_factor
 
         disc = {id(p) for p in self.bottleneck.discriminator_parameters()}
-        self.main_params = [
-            *self.feature_extractor.parameters(),
-            *self.unet.parameters(),
-            *(p for p in self.bottleneck.parameters() if id(p) not in disc),
-        ]
-        self.optimizer = torch.optim.AdamW(self.main_params, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas),
+        extractor_params = list(self.feature_extractor.parameters())
+        rest = [*self.unet.parameters(), *(p for p in self.bottleneck.parameters() if id(p) not in disc)]
+        self.main_params = [*extractor_params, *rest]
+        groups = [{"params": self.main_params}]
+        if cfg.train.extractor_lr is not None:  # the logged lr (group 0) stays train.lr
+            groups = [{"params": rest}, {"params": extractor_params, "lr": cfg.train.extractor_lr}]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas),
                                            weight_decay=cfg.train.weight_decay, foreach=True)  # CPU default is a per-tensor loop
         self.disc_params = list(self.bottleneck.discriminator_parameters())
         self.disc_optimizer = None
@@ -154,7 +159,7 @@ class LDMTask:
             latents = self._latents(images, acc)
             units, out = self.units(self.feature_extractor, images)
             diff = diffusion_loss(self._unet_forward, self.noise_scheduler, latents, units,
-                                  self.cfg.model.diffusion.loss, sample_t=self.sample_t)
+                                  self.cfg.model.diffusion.loss, sample_t=self.sample_t, weights=self.loss_weights)
             loss = diff + sum(out.losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         acc.backward(loss)

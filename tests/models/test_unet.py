@@ -212,3 +212,46 @@ def test_resampling_resblocks_pool_and_upsample_both_paths():
                num_heads=2, context_dim=8, resblock_updown=True)
     assert [m.resample for m in net.modules() if isinstance(m, ResBlock) and m.resample] == ["down", "up"]
     assert net(torch.randn(2, 3, 8, 8), torch.tensor([3, 700]), torch.randn(2, 4, 8)).shape == (2, 3, 8, 8)
+
+
+def test_timestep_weights_min_snr_and_pdae_by_formula_with_mean_one():
+    from ldm_dis.errors import UserInputError
+    from ldm_dis.models.diffusion import timestep_weights
+
+    scheduler = make_train_scheduler(DiffusionConfig())
+    abar = scheduler.alphas_cumprod.double()
+    snr = abar / (1 - abar)
+    assert timestep_weights(scheduler, "none") is None
+    min_snr = timestep_weights(scheduler, "min_snr", min_snr_gamma=5.0).double()
+    expected = torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64)) / snr
+    torch.testing.assert_close(min_snr, expected / expected.mean(), atol=1e-6, rtol=1e-5)
+    pdae = timestep_weights(scheduler, "pdae", pdae_gamma=0.1).double()
+    expected = snr ** 0.1 / (1 + snr)  # PDAE's released code
+    torch.testing.assert_close(pdae, expected / expected.mean(), atol=1e-6, rtol=1e-5)
+    for w in (min_snr, pdae):
+        assert float(w.mean()) == pytest.approx(1.0, abs=1e-5)
+        assert float(w[900:].mean()) > float(w[:100].mean())  # both favour the noisy end over the clean end
+    with pytest.raises(UserInputError, match="loss_weighting='snr'"):
+        timestep_weights(scheduler, "snr")
+
+
+def test_weighted_diffusion_loss_weighs_each_sample_by_its_timestep():
+    from ldm_dis.models.diffusion import diffusion_loss
+
+    scheduler = make_train_scheduler(DiffusionConfig(num_train_timesteps=10))
+    latents, context = torch.randn(4, 3, 4, 4), torch.randn(4, 2, 8)
+    unet = lambda x, t, c: x * 0.5  # noqa: E731
+    fixed_t = lambda n, generator=None, device=None: torch.tensor([0, 3, 3, 9])  # noqa: E731
+
+    def loss(weights, loss_type="l1"):
+        return diffusion_loss(unet, scheduler, latents, context, loss_type, torch.Generator().manual_seed(0),
+                              sample_t=fixed_t, weights=weights)
+
+    for loss_type in ("l1", "l2"):
+        torch.testing.assert_close(loss(torch.ones(10), loss_type), loss(None, loss_type))
+    one_hot = torch.zeros(10)
+    one_hot[3] = 4.0  # samples 1 and 2 have t = 3: the loss is their mean error, times 4 * 2 / 4
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    x_t = scheduler.add_noise(latents, noise, fixed_t(4))
+    per_sample = (unet(x_t, None, None) - noise).abs().reshape(4, -1).mean(1)
+    torch.testing.assert_close(loss(one_hot), 2.0 * per_sample[1:3].mean())

@@ -1,0 +1,93 @@
+"""benchmarks/learning_curve.py: the curves, the scores it reads, and a tiny curve grown over two sittings."""
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import learning_curve as lc  # noqa: E402
+
+from ldm_dis.config.loading import load_config  # noqa: E402
+
+TINY_VAE = ["data.subset=64", "data.num_workers=0", "train.batch_size=8", "train.num_sample_images=4",
+            "model.baseline.base_channels=4", "model.baseline.hidden=16", "model.baseline.disc_hidden=16"]
+
+
+def test_steps_round_up_to_whole_batches():
+    assert lc.steps_for(25_000, 32) == 782
+    assert lc.steps_for(64, 32) == 2
+    assert lc.steps_for(1, 32) == 1
+
+
+def test_factor_fractions_are_the_best_unit_over_the_factor_entropy():
+    mi = np.array([[0.1, 1.0], [math.log(10) / 2, 0.2], [0.0, 0.0]])  # (codes, factors)
+    fractions = lc.factor_fractions({"matrices": {"mig": {"mutual_info": mi.tolist()}}}, [10, 4])
+    assert fractions == pytest.approx([0.5, 1.0 / math.log(4)])
+
+
+def test_curves_built_in_and_given_and_bad_names_fail_before_training():
+    base = load_config("quickstart.yaml")
+    curves = lc.build_curves(["ldm_dyga_sd", "ldm", "betavae"], [["lr3", "quickstart.yaml", "train.lr=3e-4"]], base)
+    assert [(c.name, c.is_ldm) for c in curves] == [("ldm_dyga_sd", True), ("ldm", True), ("betavae", False), ("lr3", True)]
+    assert curves[1].overrides == ["model.bottleneck.kind=none", "model.unet.skip_dropout=0"]
+    assert curves[2].config == "baselines/cpu_betavae.yaml"
+    with pytest.raises(SystemExit, match="unknown curve 'ldm_dgya'"):
+        lc.build_curves(["ldm_dgya"], [], base)
+    with pytest.raises(SystemExit, match="given twice"):
+        lc.build_curves(["ldm"], [["ldm", "quickstart.yaml"]], base)
+    with pytest.raises(SystemExit, match="NAME CONFIG"):
+        lc.build_curves([], [["alone"]], base)
+
+
+def test_ldm_curves_share_a_first_stage_unless_they_change_it(tmp_path):
+    tiny = ["data.subset=64", "data.num_workers=0", "model.first_stage.max_steps=1", "model.first_stage.batch_size=4",
+            "model.first_stage.ckpt_every=1", "model.first_stage.base_channels=32", "model.first_stage.channel_mult=[1,1]",
+            "model.first_stage.disc_channels=8", "train.num_sample_images=2"]
+    base = load_config("quickstart.yaml", tiny)
+    curves = lc.build_curves(["ldm_dyga_sd", "ldm"], [["fs_lr", "quickstart.yaml", *tiny, "model.first_stage.lr=1e-5"]], base)
+    for c in curves[:2]:
+        c.overrides[:0] = tiny
+    charges = lc.prepare_first_stages(curves, tmp_path, threads=1)
+    assert curves[0].first_stage == curves[1].first_stage != curves[2].first_stage
+    assert all(c.first_stage.is_file() and c.charge > 0 for c in curves)
+    assert set(charges) == {str(curves[0].first_stage), str(curves[2].first_stage)}
+    again = lc.build_curves(["ldm"], [], base)
+    again[0].overrides[:0] = tiny
+    assert lc.prepare_first_stages(again, tmp_path, threads=1) == charges  # found in the cache, charged as before
+    assert again[0].first_stage == curves[1].first_stage and again[0].charge == curves[1].charge
+
+
+def test_a_curve_grows_over_two_sittings_with_the_points_of_the_first_kept(tmp_path):
+    runs = tmp_path / "curves"
+    common = ["--curves", "betavae", "--seeds", "0", "--metrics", "mig", "--runs-dir", str(runs), "--results", "",
+              "--overrides", *TINY_VAE]
+    assert lc.main([*common, "--images", "16", "32"]) == 0
+    state = json.loads((runs / "betavae" / "seed0" / "curve_state.json").read_text())
+    assert [p["steps"] for p in state["points"]] == [2, 4]
+    assert state["anneal_steps"] == 4  # the VAE's lr schedule is fixed by the first sitting's longest point
+    first_cpu = [p["cpu_s"] for p in state["points"]]
+    assert first_cpu[0] > 0 and first_cpu[1] > first_cpu[0]
+
+    with pytest.raises(SystemExit, match="--resume"):
+        lc.main([*common, "--images", "16", "32", "48"])
+    assert lc.main([*common, "--images", "16", "32", "48", "--resume"]) == 0
+    state = json.loads((runs / "betavae" / "seed0" / "curve_state.json").read_text())
+    assert [p["steps"] for p in state["points"]] == [2, 4, 6]
+    assert [p["cpu_s"] for p in state["points"]][:2] == first_cpu  # not retrained
+    checkpoint_cfg = load_config(runs / "betavae" / "seed0" / "config.yaml")
+    assert checkpoint_cfg.model.baseline.lr_anneal_steps == 4 and checkpoint_cfg.train.max_steps == 6
+
+    with open(runs / "learning_curve.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["images"]) for r in rows] == [16, 32, 48]
+    assert {"MIG", "mi/object_hue", "mi/shape", "cpu_s"} <= set(rows[0])
+    assert (runs / "learning_curve.png").stat().st_size > 10_000
+    meta = json.loads((runs / "learning_curve.json").read_text())
+    assert meta["invocations"] == 2
