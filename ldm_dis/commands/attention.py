@@ -34,21 +34,19 @@ def run(args) -> int:
     import torch
 
     from ldm_dis.commands.picture_args import labels_for_units, out_path, title_of
-    from ldm_dis.sampling.attention_maps import unit_attention_maps
     from ldm_dis.sampling.components import dataset_images, load_ldm_components
     from ldm_dis.viz.attention import save_attention_figure
 
-    ldm = load_ldm_components(args.checkpoint)
+    ldm = load_ldm_components(args.checkpoint, args.data)
     images, _ = dataset_images(ldm.dataset, args.images, args.seed, ldm.device)
     units = ldm.encode(images)
     labels = labels_for_units(ldm, args)
-    size = tuple(images.shape[-2:])
     generated, maps = [], []
     for start in range(0, len(units), args.batch_size):
         batch = units[start:start + args.batch_size]
-        latents, batch_maps = unit_attention_maps(ldm.unet, ldm.scheduler, batch, ldm.noise(args.seed + start, len(batch)),
-                                                  out_size=size, steps=args.steps, eta=args.eta)
-        generated.append(ldm.decode(latents).clamp(-1, 1).cpu())
+        batch_images, batch_maps = ldm.model.attention_maps(batch, ldm.model.noise(args.seed + start, len(batch)),
+                                                            steps=args.steps, eta=args.eta)
+        generated.append(batch_images.cpu())
         maps.append(batch_maps.cpu())
     generated, maps = torch.cat(generated), torch.cat(maps)  # (B, 3, H, W), (B, N, H, W)
     path = out_path(args, "attention")

@@ -54,6 +54,8 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
     parser.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="METRIC.KEY=VALUE",
                         help="override one protocol value, e.g. dci.num_train=2000 (repeatable)")
+    parser.add_argument("--data", metavar="PATH",
+                        help="the dataset file, when the run's data.path is elsewhere on this machine (synth-* data needs none)")
     parser.add_argument("--inception-weights", help="local TorchScript Inception file for FID")
     parser.add_argument("--protocol", choices=list(EVAL_CHOICES),
                         help="unit PCA and InfoMEC's active codes of the paper's text or of the released code "
@@ -96,8 +98,10 @@ def load_source(args):
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():
         raise UserInputError(f"checkpoint {str(checkpoint)!r} does not exist")
-    source = load_evaluation_source(checkpoint)
-    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    from ldm_dis.runs import run_dir_of
+
+    source = load_evaluation_source(checkpoint, data_path=args.data)
+    run_dir = run_dir_of(checkpoint)
     return source.dataset, source.representation_fn, source.generate_fn, eval_protocol(source.cfg), run_dir / "eval"
 
 

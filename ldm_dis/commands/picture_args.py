@@ -17,6 +17,8 @@ def add_common(parser: argparse.ArgumentParser, sampling: bool = True) -> None:
                         help="run folder (its newest checkpoint), checkpoint folder or a file in one")
     parser.add_argument("--out", default=None, metavar="PNG", help="output PNG (default: <run>/pictures/<what>.png)")
     parser.add_argument("--seed", type=int, default=0, help="chooses the images and the initial noise")
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="the dataset file, when the run's data.path is elsewhere on this machine (synth-* data needs none)")
     if sampling:
         parser.add_argument("--steps", type=int, default=100, help="DDIM steps (paper: 100)")
         parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic, the paper's choice)")
@@ -28,15 +30,9 @@ def add_nmi_images(parser: argparse.ArgumentParser) -> None:
                         help="images encoded to find each unit's best factor (0: no factor labels)")
 
 
-def run_dir_of(checkpoint) -> Path:
-    """The run folder of a run folder, checkpoint folder or file in a checkpoint folder."""
-    from ldm_dis.training.checkpoint import CHECKPOINT_DIR, resolve_checkpoint
-
-    folder = resolve_checkpoint(checkpoint)
-    return folder.parent.parent if folder.parent.name == CHECKPOINT_DIR else folder
-
-
 def out_path(args, what: str) -> Path:
+    from ldm_dis.runs import run_dir_of
+
     return Path(args.out) if args.out else run_dir_of(args.checkpoint) / PICTURES_DIR / f"{what}.png"
 
 

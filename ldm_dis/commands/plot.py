@@ -39,7 +39,7 @@ def scatter(args) -> int:
     from ldm_dis.viz.scatter import save_unit_scatter
     from ldm_dis.viz.unit_labels import unit_factor_nmi
 
-    ldm = load_ldm_components(args.checkpoint)
+    ldm = load_ldm_components(args.checkpoint, args.data)
     images, factors = dataset_images(ldm.dataset, min(args.images, len(ldm.dataset)), args.seed, ldm.device)
     units = encode_in_batches(ldm.encode, images).numpy()  # (n, N, D)
     nmi = unit_factor_nmi(units, factors, seed=args.seed)
@@ -51,7 +51,8 @@ def scatter(args) -> int:
 
 
 def curves(args) -> int:
-    from ldm_dis.commands.picture_args import out_path, run_dir_of
+    from ldm_dis.commands.picture_args import out_path
+    from ldm_dis.runs import run_dir_of
     from ldm_dis.errors import UserInputError
     from ldm_dis.training.run_log import LOG_FILE, read_log
     from ldm_dis.viz.curves import save_loss_curves

@@ -17,26 +17,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ldm_dis.errors import UserInputError
-
-CHECKPOINT_DIR = "checkpoints"
-MODEL_FILE = "model.safetensors"
-TRAINING_FILE = "training_state.safetensors"
-STATE_FILE = "state.json"
-CONFIG_FILE = "config.yaml"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-class CheckpointError(UserInputError):
-    """A checkpoint that is missing, incomplete or does not fit the model it is loaded into."""
+from ldm_dis.errors import CheckpointError
+from ldm_dis.models.weights import fsync_path, load_strict, read_tensors
+# the run folder's layout lives in ldm_dis.runs (read by the model and the pictures too); re-exported here
+from ldm_dis.runs import (  # noqa: F401
+    CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILE, STATE_FILE, TRAINING_FILE, checkpoint_path, latest_checkpoint,
+    list_checkpoints, load_run_config, resolve_checkpoint, run_dir_of,
+)
 
 
 # ----------------------------------------------------------------------------- nested state <-> files
@@ -76,18 +70,11 @@ def _decode(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
 
 
 def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path)
 
 
 def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync_file(path)
-    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
-        pass
+    fsync_path(path)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -103,10 +90,6 @@ def _write_tensors(path: Path, tensors: Dict[str, torch.Tensor]) -> None:
 
 
 # ----------------------------------------------------------------------------------------- writing
-def checkpoint_path(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:07d}"
-
-
 def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Optional[str] = None) -> Path:
     """Write ``state`` (a dict with ``modules``: {name: state_dict} and any other plain data / tensors)
     to the folder ``path`` atomically; an existing folder of that name is replaced."""
@@ -141,23 +124,6 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Option
     return path
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first, as (step, folder)."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    found = []
-    if folder.is_dir():
-        for child in folder.iterdir():
-            match = _STEP_DIR.match(child.name)
-            if match and (child / STATE_FILE).is_file():
-                found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
-def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
-    found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
-
-
 def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints."""
     for _, folder in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
@@ -165,34 +131,16 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------- reading
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder from a run folder (its newest checkpoint), a checkpoint folder, or a file in one."""
-    path = Path(path)
-    if path.is_file():
-        path = path.parent
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    if (path / STATE_FILE).is_file():
-        return path
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise CheckpointError(
-            f"{str(path)!r} is neither a checkpoint folder (with {STATE_FILE}) nor a run folder with "
-            f"checkpoints in {CHECKPOINT_DIR}/step_*"
-        )
-    return latest
-
-
 def load_checkpoint(path: str | Path, with_training_state: bool = True) -> Dict[str, Any]:
     """The state dict given to :func:`save_checkpoint` (tensors on CPU). ``path`` as in :func:`resolve_checkpoint`."""
     folder = resolve_checkpoint(path)
     try:
         skeleton = json.loads((folder / STATE_FILE).read_text())
-        tensors = load_file(str(folder / MODEL_FILE))
-        if with_training_state:
-            tensors.update(load_file(str(folder / TRAINING_FILE)))
-    except (OSError, ValueError) as exc:  # safetensors raises on truncated/corrupt files
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {folder} is unreadable: {exc}") from None
+    tensors = read_tensors(folder / MODEL_FILE)
+    if with_training_state:
+        tensors.update(read_tensors(folder / TRAINING_FILE))
     if not with_training_state:
         skeleton = {"modules": skeleton["modules"], "step": skeleton.get("step")}
     state = _decode(skeleton, tensors)
@@ -205,9 +153,7 @@ def load_module_state(weights_file: str | Path, name: str) -> Dict[str, torch.Te
     weights_file = Path(weights_file)
     if weights_file.is_dir():
         weights_file = resolve_checkpoint(weights_file) / MODEL_FILE
-    if not weights_file.is_file():
-        raise CheckpointError(f"weights file {str(weights_file)!r} does not exist")
-    tensors = load_file(str(weights_file))
+    tensors = read_tensors(weights_file)
     prefix = f"{name}."
     found = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     if not found:
@@ -236,23 +182,7 @@ def load_modules(modules: Dict[str, torch.nn.Module], states: Dict[str, Dict[str
             f"{source}: the task's modules {sorted(modules)} do not match the checkpoint's {sorted(states)}{hints}"
         )
     for name, module in modules.items():
-        try:
-            module.load_state_dict(states[name], strict=True)
-        except RuntimeError as exc:  # torch lists missing/unexpected keys and shape mismatches
-            raise CheckpointError(f"{source}: module {name!r} does not fit the checkpoint:\n{exc}") from None
-
-
-def load_run_config(path: str | Path):
-    """The config a checkpoint (or the newest checkpoint of a run folder) was trained with."""
-    from ldm_dis.config.loading import load_config
-
-    folder = resolve_checkpoint(path)
-    config_file = folder / CONFIG_FILE
-    if not config_file.is_file():
-        config_file = folder.parent.parent / CONFIG_FILE  # the run folder's copy
-    if not config_file.is_file():
-        raise CheckpointError(f"no {CONFIG_FILE} in {folder} nor in its run folder; cannot rebuild the task")
-    return load_config(config_file)
+        load_strict(module, states[name], f"{source}: module {name!r}")
 
 
 def load_task_from_checkpoint(path: str | Path, dataset=None, accelerator=None, with_weights: bool = True):
@@ -269,7 +199,11 @@ def load_task_from_checkpoint(path: str | Path, dataset=None, accelerator=None, 
         from ldm_dis.data import build_dataset
 
         dataset = build_dataset(cfg.data)
-    task = build_task(cfg, dataset, **task_kwargs(cfg))
+    kwargs = task_kwargs(cfg)
+    if with_weights and "first_stage_path" in kwargs:
+        # the checkpoint holds the first stage too: the file the run was trained from is not needed (a moved run loads)
+        kwargs["first_stage_path"] = str(folder / MODEL_FILE)
+    task = build_task(cfg, dataset, **kwargs)
     if accelerator is None:
         from accelerate import Accelerator
 

@@ -82,14 +82,15 @@ class EvaluationSource:
     generate_fn: Optional[Callable[[int, np.random.Generator], np.ndarray]]  # FID's images; None if the task has no sampler
 
 
-def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int = 256) -> EvaluationSource:
+def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int = 256,
+                           data_path: Optional[str] = None) -> EvaluationSource:
     """The representation and, for an LDM, a DDIM image generator of a run folder or checkpoint
-    (weights as saved, task in eval use)."""
+    (weights as saved, task in eval use). ``data_path`` replaces the run's ``data.path``."""
     cfg = load_run_config(checkpoint)
     if dataset is None:
-        from ldm_dis.data import build_dataset
+        from ldm_dis.sampling.components import run_dataset
 
-        dataset = build_dataset(cfg.data)
+        dataset = run_dataset(cfg, data_path)
     _, task = load_task_from_checkpoint(checkpoint, dataset=dataset)
     device = task_device(task)
 

@@ -113,10 +113,11 @@ def test_cli_evaluate_checkpoint_uses_load_evaluation_source(tmp_path, monkeypat
     from ldm_dis.config.schema import Config
 
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    (run_dir / "checkpoints" / "step_0000001").mkdir(parents=True)
+    (run_dir / "checkpoints" / "step_0000001" / "state.json").write_text("{}")
     seen = []
 
-    def fake_load(checkpoint):
+    def fake_load(checkpoint, data_path=None):
         seen.append(checkpoint)
         return export.EvaluationSource(OmegaConf.structured(Config), FactorImageDataset((3, 4, 2)), AlignedCodes(3), None)
 
