@@ -193,11 +193,6 @@ def _zip(path: Path, dataset: str) -> zipfile.ZipFile:
         raise dataset_error(dataset, path, "a NumPy .npz (zip) archive", f"an unreadable or truncated file ({exc})") from None
 
 
-def npz_keys(path: Path, dataset: str) -> list:
-    with _zip(path, dataset) as zf:
-        return [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-
-
 def _open_npz_member(path: Path, key: str, dataset: str, cached: Path) -> RawArray:
     with _zip(path, dataset) as zf:
         member = f"{key}.npy"
