@@ -74,6 +74,9 @@ def test_the_model_object_from_a_moved_run_and_its_saved_folder(moved_run, tmp_p
     torch.testing.assert_close(again.decode(again.sample(units, x_T, steps=2)), model.decode(model.sample(units, x_T, steps=2)))
     panels = again.interchange(units[:1], units[1:], model.noise(seed=0), steps=2, progress=False)
     assert panels.shape == (1, 1 + 3, 3, 16, 16)
+    from ldm_dis.viz.interchange_grid import save_interchange_grid  # the README's three lines, end to end
+
+    assert save_interchange_grid(tmp_path / "grid.png", probe, probe, panels).stat().st_size > 0
     with pytest.raises(Exception, match="holds the ema U-Net only"):
         LatentDiffusion.from_pretrained(saved, ema=False)
     assert isinstance(load_pretrained(run, device="cpu"), LatentDiffusion)
