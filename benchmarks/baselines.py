@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import shutil
 import sys
 import time
@@ -80,6 +82,9 @@ def table(rows, budget_s: float, command: str, dci_points: int, title: str = "")
         f"## VAE-family baselines on synth-shapes3d (CPU){title}",
         "",
         f"Command: `{command}`",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPU cores ({platform.machine()}), "
+        f"torch {torch.__version__}, load average at the end {os.getloadavg()[0]:.1f}.",
         "",
         f"Each baseline trained for a budget of {budget_s:.0f} s of CPU time on "
         "synth-shapes3d at 32x32, batch 64, with `configs/baselines/cpu_<kind>.yaml` (the published Shapes3D "

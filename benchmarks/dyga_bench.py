@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--sklearn-max", type=int, default=10**9, help="skip scikit-learn above this n")
     args = parser.parse_args()
 
-    print(f"| n | DyGA wall s | DyGA CPU s | K | DyGA loglik | sklearn full wall s | sklearn CPU s | sklearn loglik |")
+    print("| n | DyGA wall s | DyGA CPU s | K | DyGA loglik | sklearn full wall s | sklearn CPU s | sklearn loglik |")
     print("|---|---|---|---|---|---|---|---|")
     with threadpool_limits(1):
         for n in args.sizes:

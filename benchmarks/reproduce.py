@@ -259,7 +259,7 @@ def run_commands(run: Run, metrics, threads: int, fast: bool = True, metric_sets
     """``ldm-dis train`` then ``ldm-dis evaluate`` of one run, by name."""
     train = cli("train", "--config", run.config, *run.overrides, f"run.dir={run.run_dir}", f"train.seed={run.seed}",
                 *run.schedule)
-    evaluate = cli("evaluate", "--checkpoint", run.run_dir, "--metrics", *metrics, "--seed", run.seed,
+    evaluate = cli("evaluate", run.run_dir, "--metrics", *metrics, "--seed", run.seed,
                    *(["--fast"] if fast else []), "--jobs", threads, *[a for s in metric_sets for a in ("--set", s)],
                    "--out", run.run_dir / "eval")
     return {"train": train, "evaluate": evaluate}

@@ -1,7 +1,7 @@
 """``ldm-dis``: one command with a subcommand per job.
 
-Each subcommand lives in ``ldm_dis/commands/<name>.py`` with ``add_parser(subparsers)`` that registers
-its arguments and sets ``func(args) -> int``. Modules are imported lazily only for the chosen command,
+Each subcommand lives in ``ldm_dis/commands/<name>.py`` with ``add_parser(subparsers, name, help)`` that
+registers its arguments and sets ``func(args) -> int``. Modules are imported only for the chosen command,
 so ``ldm-dis --help`` stays fast.
 """
 
@@ -14,21 +14,38 @@ from typing import Sequence
 
 # name -> one-line help; order is the order of `ldm-dis --help`
 COMMANDS = {
-    "quickstart": "the main job end to end on the embedded default: data, VQ-GAN, LDM, metrics, pictures",
-    "data": "render, inspect and prepare ground-truth datasets",
-    "train": "train a model (VQ-GAN, latent diffusion, or a VAE baseline)",
-    "export": "write the codes of a trained run for the whole dataset (.npz for evaluate)",
-    "evaluate": "score a checkpoint or codes with disentanglement metrics",
-    "sample": "draw latent traversals, swaps and interchange grids",
-    "attention": "cross-attention heat maps per latent unit",
+    "quickstart": "the whole pipeline on a built-in dataset: data, VQ-GAN, LDM, metrics, pictures",
+    "data": "look at, describe and prepare ground-truth datasets",
+    "train": "train a model (VQ-GAN + latent diffusion, or a VAE baseline) from a config",
+    "export": "write the codes of a trained run (.npz, read by evaluate)",
+    "evaluate": "score a trained run, or exported codes, with disentanglement metrics",
+    "sample": "latent interchange and interpolation (LDM runs), traversals and swaps (VAE baselines)",
+    "attention": "cross-attention heat maps of each latent unit",
     "plot": "unit scatter and loss curves",
 }
+
+EPILOG = """A trained run is named by its folder: ldm-dis evaluate RUN, ldm-dis sample interchange RUN, ...
+ldm-dis COMMAND --help describes each command."""
+
+
+def package_version() -> str:
+    """The installed distribution's version; the source tree's when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ldm_dis")
+    except PackageNotFoundError:
+        from ldm_dis import __version__
+
+        return __version__
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ldm-dis", description="Disentangled representation learning with latent diffusion models."
+        prog="ldm-dis", description="Disentangled representation learning with latent diffusion models.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         if name == selected:
@@ -46,7 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from ldm_dis.commands.arguments import settle_run_argument
     from ldm_dis.errors import UserInputError
+
+    settle_run_argument(args)
 
     try:
         return int(args.func(args) or 0)

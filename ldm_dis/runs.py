@@ -6,7 +6,8 @@
 
 A user may name a run folder (its newest checkpoint), a checkpoint folder or a file in one:
 :func:`resolve_checkpoint` turns each into the checkpoint folder, :func:`run_dir_of` into the run folder.
-Nothing here trains or needs the dataset, so the model, the pictures and the metrics read runs through it.
+Nothing here trains or needs the dataset, so the model, the pictures and the metrics read runs through it;
+which checkpoints are intact is decided by :mod:`ldm_dis.training.checkpoint` (their file checks).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ MODEL_FILE = "model.safetensors"
 TRAINING_FILE = "training_state.safetensors"
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
+STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
@@ -30,15 +31,10 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first, as (step, folder)."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    found = []
-    if folder.is_dir():
-        for child in folder.iterdir():
-            match = _STEP_DIR.match(child.name)
-            if match and (child / STATE_FILE).is_file():
-                found.append((int(match.group(1)), child))
-    return sorted(found)
+    """Intact checkpoints of a run, oldest first, as (step, folder) (verified by the checkpoint module)."""
+    from ldm_dis.training.checkpoint import list_checkpoints as listed
+
+    return listed(run_dir)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
@@ -46,22 +42,13 @@ def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
     return found[-1][1] if found else None
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder from a run folder (its newest checkpoint), a checkpoint folder, or a file in one."""
-    path = Path(path)
-    if path.is_file():
-        path = path.parent
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    if (path / STATE_FILE).is_file():
-        return path
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise CheckpointError(
-            f"{str(path)!r} is neither a checkpoint folder (with {STATE_FILE}) nor a run folder with "
-            f"checkpoints in {CHECKPOINT_DIR}/step_*"
-        )
-    return latest
+def resolve_checkpoint(path: str | Path, quiet: bool = False) -> Path:
+    """A checkpoint folder from a run folder (its newest intact checkpoint), a checkpoint folder, or a
+    file in one; a damaged checkpoint is an error (see :func:`ldm_dis.training.checkpoint.resolve_checkpoint`,
+    which checks the files)."""
+    from ldm_dis.training.checkpoint import resolve_checkpoint as resolve
+
+    return resolve(path, quiet=quiet)
 
 
 def run_dir_of(path: str | Path) -> Path:

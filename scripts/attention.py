@@ -1,6 +1,6 @@
 """Cross-attention heat maps per latent unit (paper Fig. 4): the same as ``ldm-dis attention``, for those who work from scripts.
 
-    python scripts/attention.py --checkpoint runs/quickstart --out attention.png [options; --help lists them]
+    python scripts/attention.py runs/quickstart [--out attention.png] [options; --help lists them]
 """
 
 import sys

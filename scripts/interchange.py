@@ -1,6 +1,6 @@
 """Latent interchange grid (paper Fig. 3): the same as ``ldm-dis sample interchange``, for those who work from scripts.
 
-    python scripts/interchange.py --checkpoint runs/quickstart --out interchange.png [options; --help lists them]
+    python scripts/interchange.py runs/quickstart [--out interchange.png] [options; --help lists them]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Latent interpolation strips (paper Fig. 6): the same as ``ldm-dis sample interpolate``, for those who work from scripts.
 
-    python scripts/interpolate.py --checkpoint runs/quickstart --out interpolate.png [options; --help lists them]
+    python scripts/interpolate.py runs/quickstart [--out interpolate.png] [options; --help lists them]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Loss curves from the run log: the same as ``ldm-dis plot curves``, for those who work from scripts.
 
-    python scripts/loss_curves.py --checkpoint runs/quickstart --out loss_curves.png [options; --help lists them]
+    python scripts/loss_curves.py runs/quickstart [--out loss_curves.png] [options; --help lists them]
 """
 
 import sys

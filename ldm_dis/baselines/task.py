@@ -43,6 +43,8 @@ def qlae_param_groups(model: nn.Module, weight_decay: float):
 
 
 class BaselineTask:
+    sample_caption = "Reconstructions of dataset images from their deterministic codes."
+
     def __init__(self, cfg, dataset):
         kind = cfg.model.kind
         bcfg = cfg.model.baseline

@@ -1,10 +1,10 @@
-"""FactorQ: the FactorQVAE latent (paper 000) as a bottleneck on the N scalars of the feature extractor.
+"""FactorQ: the FactorQVAE latent (Baykal et al. 2024, Disentanglement with Factor Quantized VAEs) as a bottleneck on the N scalars of the feature extractor.
 
 Each scalar z_n is quantized with one global codebook of K scalars through the stochastic posterior
 q = softmax(-(z_n - m_k)^2): a Gumbel-softmax soft one-hot during training, the nearest code in
 evaluation. The objective gains beta * KL(q || uniform) and gamma * TC, TC estimated by a discriminator
 on the (B, N, K) one-hot blocks permuted across the batch. No published system puts FactorQ inside a
-diffusion model (SPEC 2.6): the quantized scalars feed the per-unit MLPs that build the tokens.
+diffusion model: the quantized scalars feed the per-unit MLPs that build the tokens.
 """
 
 from __future__ import annotations

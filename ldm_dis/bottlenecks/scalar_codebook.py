@@ -1,4 +1,4 @@
-"""One global codebook of K scalars with a stochastic categorical posterior (FactorQVAE, paper 000 Sec. 4).
+"""One global codebook of K scalars with a stochastic categorical posterior (FactorQVAE, Baykal et al. 2024, Sec. 4).
 
 Shared by the FactorQ bottleneck of the diffusion model and the QVAE / FactorQVAE / dVAE / FactordVAE
 baselines: one implementation of the posterior, the Gumbel-softmax relaxation, the KL to the uniform

@@ -1,4 +1,4 @@
-"""Total correlation by the density-ratio trick (FactorVAE, Kim & Mnih 2018; FactorQVAE paper 000 Eq. 5-8).
+"""Total correlation by the density-ratio trick (FactorVAE, Kim & Mnih 2018; FactorQVAE paper Eq. 5-8).
 
 A discriminator D tells samples of the joint q(z) from samples of the product of marginals prod_j q(z_j),
 made by permuting every latent block independently across the batch. With D's two logits

@@ -1,38 +1,7 @@
-"""``ldm-dis evaluate``: score a trained run, or exported codes, with disentanglement metrics.
-
-    ldm-dis evaluate --checkpoint runs/shapes3d --metrics factorvae dci mig infomec
-    ldm-dis evaluate --codes runs/shapes3d/codes.npz --fast --out eval/
-    ldm-dis evaluate --codes codes.npz --metrics dci --set dci.num_train=2000 --jobs 2
-    ldm-dis evaluate --checkpoint runs/celeba --metrics fid --inception-weights inception-2015-12-05.pt
-
-Writes ``metrics.json`` (scores, matrices, the preset and seed, skipped metrics with the reason) and
-``nmi.png`` / ``dci_importance.png`` heatmaps with the factor names. ``--fast`` uses smaller samples
-(see ``ldm_dis.metrics.FAST_PROTOCOL``) for quick looks; the output says which preset was used.
-
-With ``--codes FILE.npz`` (keys ``codes`` (n, d) or (n, N, D), ``factors`` (n, F) int, optional
-``factor_names``) every metric draws factor values as it would from the dataset and reads the codes of
-the rows that have them. A full row-major export (``ldm-dis export``) holds every combination, so
-the protocols are unchanged, FactorVAE's fixed-factor batches included. A partial export (any subset
-of rows) is sampled by rows: points are drawn among the rows, and a FactorVAE batch among the rows
-sharing the fixed factor's value. Without ``data.subset``, a run (``--checkpoint``) and its export
-(``--codes``) give the same numbers for the same seed.
-
-Vector units are reduced per unit by PCA, fitted on each metric's evaluation sample (``--unit-pca sample``,
-the paper's protocol) or once on the codes of the whole dataset (``all``, the released code's: a
-checkpoint's dataset is then encoded in full first). InfoMEC counts a code as active by its range
-(paper: range > largest / 20) or, as the released code, by its interquartile range (IQR > largest / 10).
-Both default to the run's config (``eval.unit_pca``, ``eval.infomec_active``, set by ``protocol``) or to
-what the codes file records; ``--protocol paper|released`` sets both, ``--unit-pca`` and
-``--set infomec.active_rule=iqr`` each one.
-
-FID (``--metrics fid``, a checkpoint of an LDM run, ``--inception-weights`` a local TorchScript file)
-compares dataset images with as many DDIM samples of the EMA U-Net, each conditioned on the units of
-another dataset image (``model.diffusion.sample_steps`` steps). Codes have no images: FID is skipped.
-"""
+"""``ldm-dis evaluate``: score a trained run, or exported codes, with disentanglement metrics."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -40,15 +9,46 @@ from ldm_dis.config.protocol import EVAL_CHOICES
 
 DEFAULT_METRICS = ["factorvae", "dci", "mig", "sap", "modularity", "infomec"]
 
+DESCRIPTION = """Score a trained run, or exported codes, with disentanglement metrics.
+
+    ldm-dis evaluate runs/shapes3d --metrics factorvae dci mig infomec
+    ldm-dis evaluate --codes runs/shapes3d/codes.npz --fast --out eval/
+    ldm-dis evaluate --codes codes.npz --metrics dci --set dci.num_train=2000 --jobs 2
+
+Writes metrics.json (scores, matrices, the preset and seed, skipped metrics with the reason) and the
+heatmaps nmi.png (InfoMEC's normalized mutual information) and dci_importance.png, with the factor
+names; prints the scores as a table. --fast uses smaller samples for a quick look (the sizes are
+printed); without it, the published protocol sizes are used.
+
+Metric names: factorvae, dci, mig, sap, modularity, infomec, tad (CelebA attributes), downstream
+(sample efficiency), fid (needs --inception-weights).
+
+--codes FILE.npz reads codes (n, d) or (n, N, D), factors (n, F) integers and optional factor_names,
+as written by ldm-dis export. A full export holds every factor combination, so the protocols are
+unchanged; a partial one (ldm-dis export --num N) is sampled among its rows, and FactorVAE's batches
+among the rows that share the fixed factor's value. Vector units are reduced to one number each by a
+per-unit PCA fitted on each metric's sample (--unit-pca sample, the paper's protocol) or once on the codes
+of the whole dataset (all, the released code's). InfoMEC counts a code as active by its range (paper:
+range > largest / 20) or, as the released code, by its interquartile range (IQR > largest / 10). Both
+default to the run's config (eval.unit_pca, eval.infomec_active, set by protocol) or to what the codes
+file records; --protocol paper|released sets both, --unit-pca and --set infomec.active_rule=iqr each one.
+
+FID (--metrics fid, an LDM run, --inception-weights a local TorchScript file) compares dataset images
+with as many DDIM samples of the EMA U-Net, each conditioned on the units of another dataset image
+(model.diffusion.sample_steps steps). Codes have no images: FID is skipped.
+
+A run folder copied to another path or machine is scored from its own files; if its data file is
+elsewhere, give it with --data PATH (synth-* data needs none).
+"""
+
 
 def add_parser(subparsers, name: str, help_text: str) -> None:
-    parser = subparsers.add_parser(name, help=help_text, description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="run folder or checkpoint file of a trained model")
-    source.add_argument("--codes", help=".npz with codes, factors and optional factor_names")
-    parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS,
-                        help=f"metric names (default: {' '.join(DEFAULT_METRICS)})")
+    from ldm_dis.commands.arguments import add_command_parser, add_run_argument
+
+    parser = add_command_parser(subparsers, name, help_text, DESCRIPTION)
+    add_run_argument(parser, required=False, help_text="the trained run to score (or give --codes instead)")
+    parser.add_argument("--codes", metavar="NPZ", help="score these exported codes instead of a run")
+    parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS, metavar="NAME", help="metrics to compute")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same numbers")
     parser.add_argument("--fast", action="store_true", help="smaller samples for a quick look")
     parser.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
@@ -56,13 +56,13 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
                         help="override one protocol value, e.g. dci.num_train=2000 (repeatable)")
     parser.add_argument("--data", metavar="PATH",
                         help="the dataset file, when the run's data.path is elsewhere on this machine (synth-* data needs none)")
-    parser.add_argument("--inception-weights", help="local TorchScript Inception file for FID")
+    parser.add_argument("--inception-weights", metavar="FILE", help="local TorchScript Inception file for FID")
     parser.add_argument("--protocol", choices=list(EVAL_CHOICES),
                         help="unit PCA and InfoMEC's active codes of the paper's text or of the released code "
                              "(default: the run's config, or what the codes file records)")
     parser.add_argument("--unit-pca", choices=["sample", "all"],
                         help="fit the per-unit PCA on each metric's sample or once on the whole dataset")
-    parser.add_argument("--out", help="output folder (default: <run>/eval or next to the codes file)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN/eval, or eval/ next to the codes file)")
     parser.set_defaults(func=run)
 
 
@@ -90,19 +90,24 @@ def load_source(args):
     from ldm_dis.errors import UserInputError
     from ldm_dis.metrics import CodeTable
 
+    if (args.codes is None) == (args.run is None):
+        raise UserInputError("name what to score: a RUN folder, or --codes FILE.npz (one of the two)")
     if args.codes:
         table = CodeTable.from_npz(args.codes)
         return table, None, None, table.protocol, Path(args.codes).with_suffix("").parent / "eval"
-    from ldm_dis.training.export import eval_protocol, load_evaluation_source
-
-    checkpoint = Path(args.checkpoint)
+    try:
+        from ldm_dis.training.export import eval_protocol, load_evaluation_source
+    except ImportError as exc:
+        raise UserInputError(
+            f"scoring a run needs ldm_dis.training.export.load_evaluation_source, which cannot be imported "
+            f"({exc}); export codes with another install and use --codes instead"
+        ) from exc
+    checkpoint = Path(args.run)
     if not checkpoint.exists():
-        raise UserInputError(f"checkpoint {str(checkpoint)!r} does not exist")
-    from ldm_dis.runs import run_dir_of
-
+        raise UserInputError(f"run {str(checkpoint)!r} does not exist")
     source = load_evaluation_source(checkpoint, data_path=args.data)
-    run_dir = run_dir_of(checkpoint)
-    return source.dataset, source.representation_fn, source.generate_fn, eval_protocol(source.cfg), run_dir / "eval"
+    return source.dataset, source.representation_fn, source.generate_fn, eval_protocol(source.cfg), \
+        (source.run_dir or checkpoint) / "eval"
 
 
 def evaluation_choices(recorded: dict, args) -> dict:
@@ -116,7 +121,7 @@ def evaluation_choices(recorded: dict, args) -> dict:
 
 
 def run(args) -> int:
-    from ldm_dis.metrics import FAST_PROTOCOL, evaluate
+    from ldm_dis.metrics import evaluate
     from ldm_dis.metrics.suite import check_names
     from ldm_dis.viz.heatmaps import draw_heatmap
 
@@ -136,12 +141,11 @@ def run(args) -> int:
     if "fid" in names and generate_fn is not None:
         kwargs.setdefault("fid", {})["generate_fn"] = generate_fn
     preset = "fast" if args.fast else "standard"
-    sizes = "; ".join(f"{n}: {FAST_PROTOCOL[n]}" for n in names) if args.fast else "published protocol sizes"
-    print(f"preset: {preset} ({sizes}); unit PCA: {choices['unit_pca']}; InfoMEC active codes: {active_rule}"
-          + (f"; overridden by --set: {protocol}" if protocol else ""))
+    print(protocol_table(names, preset, protocol), flush=True)
+    print(f"unit PCA: {choices['unit_pca']}; InfoMEC active codes: {active_rule}", flush=True)
     result = evaluate(dataset, representation_fn, names, seed=args.seed, fast=args.fast,
                       n_jobs=args.jobs, protocol=kwargs, unit_pca=choices["unit_pca"])
-    result["source"] = {"checkpoint": args.checkpoint, "codes": args.codes}
+    result["source"] = {"run": args.run, "codes": args.codes}
     result["factor_names"] = list(dataset.factor_names)
     result["protocol_overrides"] = protocol
     result["infomec_active"] = active_rule
@@ -150,17 +154,42 @@ def run(args) -> int:
     names_f = list(dataset.factor_names)
     if "nmi" in result["matrices"].get("infomec", {}):
         draw_heatmap(result["matrices"]["infomec"]["nmi"], names_f, out_dir / "nmi.png",
-                     "InfoMEC NMI  I(factor; code) / H(factor)", vmax=1.0)
+                     "InfoMEC NMI  I(factor; unit) / H(factor)", vmax=1.0)
     if "importance_matrix" in result["matrices"].get("dci", {}):
         import numpy as np
 
         importance = np.asarray(result["matrices"]["dci"]["importance_matrix"]).T  # (F, d)
         draw_heatmap(importance, names_f, out_dir / "dci_importance.png", "DCI importance (GBT)")
 
-    for name, scores in result["scores"].items():
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-        print(f"{name:>11}: {shown}  ({result['seconds'][name]:.1f} s)")
-    for name, reason in result["skipped"].items():
-        print(f"{name:>11}: {reason}")
-    print(f"wrote {out_dir / 'metrics.json'} (preset: {preset})")
+    print("\n" + scores_table(result))
+    print(f"\nwrote {out_dir / 'metrics.json'} (preset: {preset})")
     return 0
+
+
+def protocol_table(names: list[str], preset: str, overrides: dict[str, dict]) -> str:
+    """Which sample sizes each metric uses: the preset's, with --set values marked."""
+    from ldm_dis.commands.tables import text_table
+    from ldm_dis.metrics import FAST_PROTOCOL
+
+    rows = []
+    for name in names:
+        sizes = dict(FAST_PROTOCOL[name]) if preset == "fast" else {}
+        sizes.update({k: f"{v} (--set)" for k, v in overrides.get(name, {}).items()})
+        shown = ", ".join(f"{k} {', '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                          for k, v in sizes.items())
+        rows.append((name, shown or "published protocol"))
+    return f"preset: {preset}\n" + text_table(("metric", "sample sizes"), rows)
+
+
+def scores_table(result: dict) -> str:
+    """One row per score, then the skipped metrics with the reason."""
+    from ldm_dis.commands.tables import format_score, text_table
+
+    rows = []
+    for name, scores in result["scores"].items():
+        for k, (key, value) in enumerate(scores.items()):
+            rows.append((name if k == 0 else "", key, format_score(key, value),
+                         f"{result['seconds'][name]:.1f}" if k == 0 else ""))
+    for name, reason in result["skipped"].items():
+        rows.append((name, "skipped", reason, ""))
+    return text_table(("metric", "score", "value", "seconds"), rows)

@@ -1,30 +1,35 @@
-"""``ldm-dis quickstart``: the main job, end to end, on the embedded default (a 2-core CPU, minutes).
-
-    ldm-dis quickstart                                   # configs/quickstart.yaml, run folder runs/quickstart
-    ldm-dis quickstart --config quickstart.yaml train.max_steps=500 run.dir=runs/short
-
-Stages: render ``synth-shapes3d`` (a labelled grid of the data) -> train or reuse the VQ-GAN first stage
--> train the latent diffusion model (DyGA + Skip Dropout, as configured) -> evaluate the metrics of
-``eval.metrics`` -> latent-interchange grid, attention maps, unit scatter and loss curves -> a summary
-table and the run folder. A finished first stage is reused while its config is unchanged; a finished
-LDM run is reused and an interrupted one resumed, so running the command again only redoes what is
-missing. Each stage is the same code as its own ``ldm-dis`` command.
-"""
+"""``ldm-dis quickstart``: the main job, end to end, on the embedded default (a 2-core CPU, minutes)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
+DESCRIPTION = """The whole pipeline on the built-in synth-shapes3d dataset, sized for a CPU (minutes).
+
+    ldm-dis quickstart                                          # run folder runs/quickstart
+    ldm-dis quickstart train.max_steps=500 run.dir=runs/short   # any config key can be overridden
+
+Stages: a labelled grid of the data -> train (or reuse) the VQ-GAN first stage -> train the latent
+diffusion model (DyGA + Skip Dropout) -> the metrics of eval.metrics -> latent-interchange grid,
+attention maps, unit scatter and loss curves -> a summary table. Each stage prints the ldm-dis command
+it runs, so any picture can be redrawn with other options (add --out or --overwrite: the quickstart's
+pictures are not replaced silently). A finished first stage is reused while its config is unchanged; a
+finished run is reused and an interrupted one resumed, so running the command again only redoes what
+is missing.
+"""
+
 
 def add_parser(subparsers, name: str, help_text: str) -> None:
-    parser = subparsers.add_parser(name, help=help_text, description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="quickstart.yaml", help="YAML file (default: configs/quickstart.yaml)")
+    from ldm_dis.commands.arguments import add_command_parser
+    from ldm_dis.commands.attention import DEFAULT_IMAGES
+
+    parser = add_command_parser(subparsers, name, help_text, DESCRIPTION)
+    parser.add_argument("--config", default="quickstart.yaml", help="YAML file: a path, or a config shipped with ldm_dis")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.max_steps=500")
-    parser.add_argument("--images", type=int, default=4, help="source/target pairs and attention rows in the pictures")
+    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES,
+                        help="source/target pairs and attention rows in the pictures")
     parser.set_defaults(func=run)
 
 
@@ -55,10 +60,12 @@ def _train(cfg, timings: dict) -> None:
 
 
 def _summary(run_dir: Path, timings: dict, total: float) -> str:
+    from ldm_dis.commands.tables import format_score
+
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     rows = [("metric", "score")]
     for name, scores in metrics["scores"].items():
-        rows += [(f"{name}.{key}", f"{value:.3f}") for key, value in scores.items()]
+        rows += [(f"{name}.{key}", format_score(key, value, 3)) for key, value in scores.items()]
     rows += [("", "")] + [(f"time: {name}", f"{seconds / 60:.1f} min") for name, seconds in timings.items()]
     rows.append(("time: total", f"{total / 60:.1f} min"))
     width = max(len(r[0]) for r in rows)
@@ -76,24 +83,23 @@ def run(args) -> int:
     pictures.mkdir(parents=True, exist_ok=True)
     start, timings = time.perf_counter(), {}
     checkpoint = str(run_dir)
-    steps = ["--steps", str(cfg.model.diffusion.sample_steps)]
+    # the picture commands' defaults are the run's DDIM settings and RUN/pictures/<name>.png; the quickstart
+    # owns those files and redraws them on every run
+    mine = ["--overwrite"]
 
-    _stage("data", ["data", "show", "--dataset", cfg.data.name, "--resolution", str(cfg.data.resolution),
-                    *(["--path", cfg.data.path] if cfg.data.path else []), "--out", str(pictures / "dataset.png")],
-           timings)
+    _stage("data", ["data", "show", "--dataset", cfg.data.name,
+                    *(["--resolution", str(cfg.data.resolution)] if cfg.data.resolution else []),
+                    *(["--path", cfg.data.path] if cfg.data.path else []), "--out", str(pictures / "dataset.png"),
+                    *mine], timings)
     _train(cfg, timings)
-    _stage("evaluate", ["evaluate", "--checkpoint", checkpoint, "--metrics", *cfg.eval.metrics,
+    _stage("evaluate", ["evaluate", checkpoint, "--metrics", *cfg.eval.metrics,
                         "--seed", str(cfg.eval.seed), *(["--fast"] if cfg.eval.fast else []),
                         "--out", str(run_dir / "eval")], timings)
     if cfg.model.kind == "ldm":
-        _stage("interchange", ["sample", "interchange", "--checkpoint", checkpoint, "--pairs", str(args.images),
-                               *steps, "--out", str(pictures / "interchange.png")], timings)
-        _stage("attention", ["attention", "--checkpoint", checkpoint, "--images", str(args.images),
-                             *steps, "--out", str(pictures / "attention.png")], timings)
-        _stage("scatter", ["plot", "scatter", "--checkpoint", checkpoint, "--out", str(pictures / "scatter.png")],
-               timings)
-    _stage("curves", ["plot", "curves", "--checkpoint", checkpoint, "--out", str(pictures / "loss_curves.png")],
-           timings)
+        _stage("interchange", ["sample", "interchange", checkpoint, "--pairs", str(args.images), *mine], timings)
+        _stage("attention", ["attention", checkpoint, "--images", str(args.images), *mine], timings)
+        _stage("scatter", ["plot", "scatter", checkpoint, *mine], timings)
+    _stage("curves", ["plot", "curves", checkpoint, *mine], timings)
 
     table = _summary(run_dir, timings, time.perf_counter() - start)
     (run_dir / "summary.txt").write_text(table + "\n\nconfig:\n" + to_yaml(cfg))

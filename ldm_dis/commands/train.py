@@ -1,21 +1,33 @@
-"""``ldm-dis train`` and ``accelerate launch train.py``: one entry, :func:`run`.
-
-    accelerate launch train.py --config mpi3d.yaml train.batch_size=256 run.dir=runs/mpi3d
-    accelerate launch train.py --config mpi3d.yaml run.dir=runs/mpi3d --resume
-    ldm-dis train --resume run.dir=runs/mpi3d            # the run's own config.yaml, plus overrides
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 train.py --config ...  # 2 CPU processes
-"""
+"""``ldm-dis train`` and ``accelerate launch train.py``: the same arguments and the same ``run``."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Sequence
 
+DESCRIPTION = """Train what a config describes: the VQ-GAN first stage and the latent diffusion model
+(model.kind=ldm), or a VAE baseline (model.kind=betavae, factorqvae, ...).
+
+    ldm-dis train --config quickstart.yaml train.max_steps=200 run.dir=runs/try
+    accelerate launch train.py --config mpi3d.yaml data.path=/data/mpi3d_toy.npz run.dir=runs/mpi3d
+    accelerate launch --mixed_precision bf16 --multi_gpu --num_processes 4 train.py --config shapes3d.yaml
+    ldm-dis train --resume run.dir=runs/mpi3d        # continue, with the run's own config.yaml
+
+--config takes a path or the name of a config shipped with ldm_dis (quickstart.yaml, shapes3d.yaml,
+mpi3d.yaml, cars3d.yaml, celeba.yaml, dsprites.yaml, baselines/...). KEY=VALUE overrides any config key;
+a misspelt key fails at once with the nearest valid one. The run folder (run.dir) receives config.yaml,
+log.jsonl, checkpoints/ and samples/. The VQ-GAN first stage is trained once per first-stage config and
+shared by later runs through a cache folder (LDM_DIS_CACHE, else $XDG_CACHE_HOME/ldm_dis, else
+~/.cache/ldm_dis; run.first_stage_cache overrides it). train.batch_size is the global batch, split
+across processes; train.log_with sends scalars and sample images to TensorBoard, W&B, ... as well.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML file (a path, or a name in configs/)")
+    parser.add_argument("--config", help="YAML file: a path, or the name of a config shipped with ldm_dis")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.max_steps=1000")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in run.dir from its newest checkpoint (without --config: run.dir's config.yaml)")
@@ -24,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers, name: str, help_text: str) -> None:
-    parser = subparsers.add_parser(name, help=help_text, description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ldm_dis.commands.arguments import add_command_parser
+
+    parser = add_command_parser(subparsers, name, help_text, DESCRIPTION)
     add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -70,6 +83,13 @@ def run(args, dataset=None) -> int:
     except TrainingDiverged as exc:
         print(f"training stopped: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:  # checkpoints say so themselves (CheckpointError); this is the log, a sample...
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"training stopped: cannot write {exc.filename or 'to ' + str(cfg.run.dir)}: {exc.strerror}. "
+              "Checkpoints are written atomically, so the newest one is intact: free some space and --resume",
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -77,8 +97,9 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
     """``train.py`` at the repository root."""
     from ldm_dis.errors import UserInputError
 
-    parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ldm_dis.commands.arguments import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="train.py", description=DESCRIPTION, formatter_class=HelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -18,6 +18,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from ldm_dis.config.protocol import resolve_protocol
 from ldm_dis.config.schema import Config
+from ldm_dis.config.validation import section_given_a_value, validate_config
 from ldm_dis.errors import UserInputError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -62,11 +63,16 @@ def _explain(exc: OmegaConfBaseException, source: str) -> ConfigError:
         return ConfigError(f"{source}: unknown config key `{key}`; {hint}")
     if isinstance(exc, ValidationError):
         msg = str(exc).splitlines()[0]
+        if "is not a ListConfig" in msg:
+            return ConfigError(f"{source}: `{key}` takes a list, written {key}=[a,b] (in YAML: [a, b])")
         return ConfigError(f"{source}: wrong type for `{key}`: {msg}")
     return ConfigError(f"{source}: invalid config at `{key}`: {str(exc).splitlines()[0]}")
 
 
 def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
+    problem = section_given_a_value(Config(), other)  # OmegaConf's own message names no key here
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
     try:
         return OmegaConf.merge(base, other)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
@@ -102,7 +108,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigError(f"override {key}={value}: {exc}") from None
         cfg = _merge(cfg, dotlist, f"override {key}={value}")
     OmegaConf.set_readonly(cfg, False)
-    return resolve_protocol(cfg)  # type: ignore[return-value]
+    source = str(resolve_config_path(path)) if path is not None else "config"
+    cfg = resolve_protocol(cfg)  # null protocol keys -> the protocol's values, before they are validated
+    validate_config(cfg, source + (" with overrides" if overrides else ""))  # ranges, choices, rules across keys
+    return cfg  # type: ignore[return-value]
 
 
 def to_yaml(cfg: Any) -> str:

@@ -1,8 +1,8 @@
 """Typed configuration schema (OmegaConf structured configs).
 
-Every YAML file in ``configs/`` is merged onto :class:`Config`; an unknown key or a value of the wrong
+Every YAML config file is merged onto :class:`Config`; an unknown key or a value of the wrong
 type fails at load time (see :mod:`ldm_dis.config.loading`). Defaults are the paper's values
-(``shared/SPEC.md`` section 2) unless a comment says otherwise. Components are chosen by *name*
+(its Tables 7-9 and the released code) unless a comment says otherwise. Components are chosen by *name*
 (``model.kind``, ``model.bottleneck.kind``, ``data.name``) from the package's own registries; a config
 never names an import path.
 
@@ -20,7 +20,8 @@ from typing import List, Optional
 class RunConfig:
     dir: str = "runs/default"  # run folder: resolved config, checkpoints, logs, pictures
     name: str = "default"
-    # finished first stages (VQ-GAN) shared by runs, one folder per config hash; None = <parent of dir>/.first_stage
+    # finished first stages (VQ-GAN) shared by runs, one folder per config hash; None = the user cache folder:
+    # $LDM_DIS_CACHE/first_stage, else $XDG_CACHE_HOME/ldm_dis/first_stage, else ~/.cache/ldm_dis/first_stage
     first_stage_cache: Optional[str] = None
 
 
@@ -29,7 +30,7 @@ class RunConfig:
 class DataConfig:
     name: str = "synth-shapes3d"  # registry name: shapes3d, mpi3d, cars3d, dsprites, celeba, arrays, synth-*
     path: Optional[str] = None  # file or folder of a real dataset
-    resolution: int = 64  # images are served at resolution x resolution
+    resolution: Optional[int] = None  # images served at resolution x resolution; None = the data's own (synth-*: 64)
     num_workers: int = 2
     # arrays loader only: key of the image array, key of the label array, or factor sizes for row-major order
     images_key: str = "images"
@@ -37,7 +38,7 @@ class DataConfig:
     factor_sizes: Optional[List[int]] = None
     factor_names: Optional[List[str]] = None
     cache_dir: Optional[str] = None  # where `ldm-dis data prepare` writes uncompressed .npy caches
-    subset: Optional[int] = None  # use only the first `subset` images (quick runs); None = all
+    subset: Optional[int] = None  # train on `subset` images drawn at random across all factors (fixed seed); None = all
 
 
 # ------------------------------------------------------------------------------- first stage (VQ-GAN)
@@ -91,7 +92,7 @@ class EncoderConfig:
 # -------------------------------------------------------------------------------------------- U-Net
 @dataclass
 class UNetConfig:
-    """Denoising U-Net of paper Table 8 with Skip Dropout (SPEC 2.3, 2.4)."""
+    """Denoising U-Net of paper Table 8 with Skip Dropout (paper Sec. 3.3)."""
 
     base_channels: int = 64
     channel_mult: List[int] = field(default_factory=lambda: [1, 2, 4, 4])
@@ -140,7 +141,7 @@ class DiffusionConfig:
 # --------------------------------------------------------------------------------------- bottlenecks
 @dataclass
 class DyGAConfig:
-    """Dynamic Gaussian Anchoring (SPEC 2.5; ldm_dis/bottlenecks/dyga). Densities are measured on
+    """Dynamic Gaussian Anchoring (paper Sec. 3.2, Algorithms 1-3; ldm_dis/bottlenecks/dyga). Densities are measured on
     features centered by their median and divided by their median distance to it (per unit)."""
 
     k_init: int = 8  # K0, seeded by k-means++ (released code: 8)
@@ -171,7 +172,7 @@ class DyGAConfig:
 
 @dataclass
 class FactorQConfig:
-    """Global scalar codebook + total-correlation discriminator on the N scalars (SPEC 2.6)."""
+    """Global scalar codebook + total-correlation discriminator on the N scalars (FactorQVAE)."""
 
     codebook_size: int = 64  # K scalars shared by all units
     beta: float = 1e-3  # weight of KL(q || uniform), averaged over units (FactorQVAE code, Shapes3D)
@@ -204,7 +205,7 @@ class BottleneckConfig:
 # ---------------------------------------------------------------------------------- VAE baselines
 @dataclass
 class BaselineConfig:
-    """The VAE family (SPEC 2.6); used when model.kind is not `ldm`. See ldm_dis/baselines/README.md.
+    """The VAE family; used when model.kind is not `ldm`. See ldm_dis/baselines/README.md.
 
     Loss convention (the FactorQVAE code's, so its published weights mean the same here): the
     reconstruction term is a per-element mean over pixels in [0, 1] scale; latent terms are multiplied
@@ -259,7 +260,9 @@ class TrainConfig:
     # released code keeps none and uses the live extractor for all of them
     ema_feature_extractor: bool = False
     seed: int = 0
-    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    # no | fp16 | bf16; None = what accelerate was told (accelerate launch --mixed_precision, accelerate
+    # config, ACCELERATE_MIXED_PRECISION), "no" when nothing was
+    mixed_precision: Optional[str] = None
     channels_last: bool = False
     compile: bool = False
     epoch_steps: Optional[int] = None  # an "epoch" of this many steps (huge datasets); None = one pass
@@ -268,6 +271,10 @@ class TrainConfig:
     keep_last: int = 3  # newest K checkpoints kept
     sample_every: int = 5000  # run.dir/samples/step_XXXXXXX.png; 0 = never
     num_sample_images: int = 16
+    # experiment trackers that receive the logged scalars and sample images beside log.jsonl: comma separated
+    # accelerate names (tensorboard, wandb, comet_ml, aim, mlflow, clearml, dvclive, ...) or "all" (every
+    # installed one); None = log.jsonl only
+    log_with: Optional[str] = None
 
 
 # --------------------------------------------------------------------------------------------- eval

@@ -1,4 +1,4 @@
-"""Ground-truth datasets (SPEC section 4), chosen by ``data.name``.
+"""Ground-truth datasets, chosen by ``data.name``.
 
     dataset = build_dataset(cfg.data)          # a GroundTruthDataset
     image, factors = dataset[0]                # (C, H, W) float in [-1, 1], (F,) int64

@@ -8,6 +8,10 @@ Images: ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` with C = 1 or 3, squ
 float (0..1). Labels: ``(N, F)`` values of any numeric type; each column's distinct values become the
 classes of one factor, and every combination must occur once. For a ``.npy`` file, ``labels_key`` is
 the path of a second ``.npy`` (relative to the images' folder).
+
+Factor names: ``data.factor_names`` when given; otherwise a ``factor_names`` array of strings in the
+``.npz`` / ``.h5`` file (as ``ldm-dis export`` writes one); otherwise ``factor_0``, ``factor_1``, ...
+Images are served at their stored size unless ``data.resolution`` says otherwise.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ldm_dis.data.errors import dataset_error
-from ldm_dis.data.storage import open_array, read_whole
-from ldm_dis.data.stored import StoredImageDataset, grid_from_labels, require_path
+from ldm_dis.data.storage import npz_keys, open_array, read_whole
+from ldm_dis.data.stored import StoredImageDataset, check_float_images, grid_from_labels, require_path
 
 
 class ArrayDataset(StoredImageDataset):
@@ -28,7 +32,7 @@ class ArrayDataset(StoredImageDataset):
     def __init__(
         self,
         path: str,
-        resolution: int = 64,
+        resolution: Optional[int] = None,
         subset: Optional[int] = None,
         images_key: str = "images",
         labels_key: Optional[str] = None,
@@ -47,6 +51,7 @@ class ArrayDataset(StoredImageDataset):
             max_value = 255.0
         elif np.issubdtype(source.dtype, np.floating):
             max_value = 1.0
+            check_float_images(source, self.name, max_value)  # NaN, inf or 0..255 floats are refused here
         else:
             raise dataset_error(self.name, path, "uint8 (0..255) or float (0..1) images", f"dtype {source.dtype}")
 
@@ -65,7 +70,8 @@ class ArrayDataset(StoredImageDataset):
                 raise dataset_error(self.name, path, f"{int(np.prod(sizes))} images for data.factor_sizes {sizes}", f"{len(source)} images")
         else:
             raise dataset_error(self.name, path, "data.labels_key or data.factor_sizes to define the factors", "neither")
-        names = list(factor_names) if factor_names else [f"factor_{k}" for k in range(len(sizes))]
+        names = list(factor_names) if factor_names else stored_factor_names(Path(path), self.name)
+        names = names if names is not None else [f"factor_{k}" for k in range(len(sizes))]
         if len(names) != len(sizes):
             raise dataset_error(self.name, path, f"{len(sizes)} data.factor_names", f"{len(names)}")
         super().__init__(source, names, sizes, resolution, subset, row_of_index, max_value, channels_first)
@@ -77,3 +83,27 @@ class ArrayDataset(StoredImageDataset):
             path, data_cfg.resolution, data_cfg.subset, data_cfg.images_key, data_cfg.labels_key,
             data_cfg.factor_sizes, data_cfg.factor_names, data_cfg.cache_dir,
         )
+
+
+FACTOR_NAMES_KEY = "factor_names"
+
+
+def stored_factor_names(path: Path, dataset: str) -> Optional[list]:
+    """The ``factor_names`` array of strings in a ``.npz`` or ``.h5`` file; None when there is none."""
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        if FACTOR_NAMES_KEY not in npz_keys(path, dataset):
+            return None
+    elif suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            if FACTOR_NAMES_KEY not in fh:
+                return None
+    else:
+        return None
+    names = np.asarray(read_whole(path, FACTOR_NAMES_KEY, dataset))
+    strings = names.dtype.kind in "US" or (names.dtype.kind == "O" and all(isinstance(n, (str, bytes)) for n in names.flat))
+    if names.ndim != 1 or not strings:  # h5py gives variable-length strings as objects
+        raise dataset_error(dataset, path, f"{FACTOR_NAMES_KEY!r} as a 1-D array of strings", f"{names.dtype} {names.shape}")
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]

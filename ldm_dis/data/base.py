@@ -6,11 +6,20 @@ which is how Shapes3D, MPI3D, dSprites and Cars3D files are ordered.
 
 Training reads ``dataset[i] -> (image (C, H, W) float32 in [-1, 1], factors (F,) int64)`` through a
 DataLoader; metrics call ``sample_factors`` then ``images_from_factors``. Subclasses implement only
-``images_at(indices)``.
+``images_at(indices)`` (of grid indices).
+
+``subset=N`` keeps N images drawn at random from the whole grid (seed ``SUBSET_SEED``, kept in grid
+order), so every factor still varies; position ``i`` of the dataset (``dataset[i]``, the training and
+export order) is grid index ``grid_indices(i)``. The metrics still draw factor values from the whole
+grid: they measure the representation on the ground truth, not on the training images.
+
+``resolution=None`` serves the images at the dataset's own size (``native_resolution``); another size
+is a resize, said once when the dataset is built.
 """
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -19,8 +28,30 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 
+SUBSET_SEED = 0  # data.subset draws the same images in every run and every process
+
+
+def subset_indices(num_images: int, subset: Optional[int]) -> Optional[np.ndarray]:
+    """``subset`` distinct grid indices drawn at random (seed SUBSET_SEED), sorted; None for the whole grid."""
+    if subset is None or int(subset) >= num_images:
+        return None
+    if int(subset) < 1:
+        raise ValueError(f"data.subset={subset}: expected a positive number of images")
+    return np.sort(np.random.default_rng(SUBSET_SEED).choice(num_images, size=int(subset), replace=False))
+
+
+def resolve_resolution(name: str, requested: Optional[int], native: int) -> int:
+    """``requested`` or, when None, ``native``; a resize is said once (by the main process)."""
+    resolution = int(native if requested is None else requested)
+    if resolution != int(native) and os.environ.get("RANK", "0") == "0":
+        print(f"{name}: images are resized from {native}x{native} to {resolution}x{resolution} "
+              f"(data.resolution={resolution}; leave it unset for the native size)", flush=True)
+    return resolution
+
+
 class GroundTruthDataset(Dataset):
-    """Base class. Attributes: ``name``, ``factor_names``, ``factor_sizes``, ``num_channels``, ``resolution``."""
+    """Base class. Attributes: ``name``, ``factor_names``, ``factor_sizes``, ``num_channels``, ``resolution``,
+    ``native_resolution``."""
 
     name: str = ""
 
@@ -29,21 +60,25 @@ class GroundTruthDataset(Dataset):
         factor_names: Sequence[str],
         factor_sizes: Sequence[int],
         num_channels: int,
-        resolution: int,
+        resolution: Optional[int],
         subset: Optional[int] = None,
+        native_resolution: int = 64,
     ) -> None:
         if len(factor_names) != len(factor_sizes):
             raise ValueError(f"{len(factor_names)} factor names for {len(factor_sizes)} factor sizes")
         self.factor_names: List[str] = [str(n) for n in factor_names]
         self.factor_sizes: List[int] = [int(s) for s in factor_sizes]
         self.num_channels = int(num_channels)
-        self.resolution = int(resolution)
+        self.native_resolution = int(native_resolution)
+        self.resolution = resolve_resolution(self.name, resolution, native_resolution)
         self.subset = None if subset is None else int(subset)
         self._grid_size = int(np.prod(self.factor_sizes, dtype=np.int64))  # len() is called per item: compute once
+        self._subset_indices: Optional[np.ndarray] = None  # drawn on first use: num_images may be set later
 
     @classmethod
     def from_config(cls, data_cfg) -> "GroundTruthDataset":
-        """Build from the ``data`` config section; datasets read from files override this."""
+        """Build from the ``data`` config section (``resolution`` None = native); datasets read from files
+        override this."""
         return cls(resolution=data_cfg.resolution, subset=data_cfg.subset)
 
     # ----------------------------------------------------------------------------------- to implement
@@ -82,6 +117,19 @@ class GroundTruthDataset(Dataset):
         return self.images_at(self.index_of(np.atleast_2d(factors)))
 
     # ---------------------------------------------------------------------------------- torch Dataset
+    @property
+    def subset_indices(self) -> Optional[np.ndarray]:
+        """Grid indices (len,) of the subset's images, sorted; None without ``subset``."""
+        if self.subset is not None and self._subset_indices is None:
+            self._subset_indices = subset_indices(self.num_images, self.subset)
+        return self._subset_indices
+
+    def grid_indices(self, positions: np.ndarray) -> np.ndarray:
+        """Dataset positions ``(n,)`` in ``0 .. len - 1`` -> grid indices ``(n,)`` for ``images_at`` / ``factors_of``."""
+        positions = np.asarray(positions, dtype=np.int64)
+        rows = self.subset_indices
+        return positions if rows is None else rows[positions]
+
     def __len__(self) -> int:
         return self.num_images if self.subset is None else min(self.subset, self.num_images)
 
@@ -94,7 +142,7 @@ class GroundTruthDataset(Dataset):
     def __getitem__(self, i: int):
         """-> (image FloatTensor (C, H, W) in [-1, 1], factors LongTensor (F,))."""
         i = self._check_index(int(i))
-        indices = np.array([i], dtype=np.int64)
+        indices = self.grid_indices(np.array([i], dtype=np.int64))
         return torch.from_numpy(self.images_at(indices)[0]), torch.from_numpy(self.factors_of(indices)[0])
 
     def __getitems__(self, indices: Sequence[int]):
@@ -103,14 +151,15 @@ class GroundTruthDataset(Dataset):
         n = len(self)
         if len(idx) and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"indices out of range for {self.name} of length {n}")
-        idx = idx % n
+        idx = self.grid_indices(idx % n)
         images = torch.from_numpy(self.images_at(idx))
         factors = torch.from_numpy(self.factors_of(idx))
         return list(zip(images.unbind(0), factors.unbind(0)))
 
     def describe(self) -> str:
         factors = ", ".join(f"{n} {s}" for n, s in zip(self.factor_names, self.factor_sizes))
-        return f"{self.name}: {len(self)} images, {self.num_channels}x{self.resolution}x{self.resolution}; factors: {factors}"
+        count = f"{len(self)} images" + (f" (a random subset of {self.num_images})" if len(self) < self.num_images else "")
+        return f"{self.name}: {count}, {self.num_channels}x{self.resolution}x{self.resolution}; factors: {factors}"
 
 
 def to_model_images(raw: np.ndarray, resolution: int, max_value: float = 255.0) -> np.ndarray:

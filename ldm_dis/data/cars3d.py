@@ -2,8 +2,9 @@
 each with ``im`` of shape (128, 128, 3, 24, 4) uint8: height, width, RGB, 24 azimuths, 4 elevations.
 
 Factors (row-major): elevation 4, azimuth 24, object (one per file, in sorted file-name order; 183 in
-the release). The 17,568 images are resized once, at load, to ``resolution`` (antialiased bilinear,
-torch) and kept in memory as uint8: 216 MB at 64x64, shared with forked DataLoader workers.
+the release). The 17,568 images are resized once, at load, to ``resolution`` (default 64, the size every
+Cars3D benchmark uses; antialiased bilinear, torch) and kept in memory as uint8: 216 MB at 64x64, shared
+with forked DataLoader workers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ldm_dis.data.stored import StoredImageDataset, require_path
 
 FACTOR_NAMES = ["elevation", "azimuth", "object"]
 NUM_ELEVATIONS, NUM_AZIMUTHS = 4, 24
+BENCHMARK_RESOLUTION = 64  # the renders are 128x128; the disentanglement literature uses them at 64x64
 
 
 def load_car(path: Path, resolution: int) -> np.ndarray:
@@ -45,13 +47,15 @@ def load_car(path: Path, resolution: int) -> np.ndarray:
 class Cars3D(StoredImageDataset):
     name = "cars3d"
 
-    def __init__(self, path: str, resolution: int = 64, subset: Optional[int] = None) -> None:
+    def __init__(self, path: str, resolution: Optional[int] = None, subset: Optional[int] = None) -> None:
         folder = Path(path)
         if not folder.is_dir():
             raise dataset_error(self.name, folder, "a folder of *.mat files (one per car)", "no such folder" if not folder.exists() else "a file")
         files = sorted(folder.glob("*.mat"))
         if not files:
             raise dataset_error(self.name, folder, "a folder of *.mat files (one per car)", "no .mat file")
+        resolution = BENCHMARK_RESOLUTION if resolution is None else int(resolution)
+        print(f"cars3d: the 128x128 renders are resized to {resolution}x{resolution} once, at load", flush=True)
         images = np.empty((NUM_ELEVATIONS, NUM_AZIMUTHS, len(files), resolution, resolution, 3), dtype=np.uint8)
         for k, file in enumerate(files):
             images[:, :, k] = load_car(file, resolution)

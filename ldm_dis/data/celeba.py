@@ -67,10 +67,12 @@ def find_files(path: Path):
 class CelebA(GroundTruthDataset):
     name = "celeba"
 
-    def __init__(self, path: str, resolution: int = 64, subset: Optional[int] = None) -> None:
+    def __init__(self, path: str, resolution: Optional[int] = None, subset: Optional[int] = None) -> None:
         attr_file, self.image_dir = find_files(Path(path))
         self.files, names, self.attributes = read_attributes(attr_file)
-        super().__init__(names, [2] * NUM_ATTRIBUTES, num_channels=3, resolution=resolution, subset=subset)
+        # the aligned images are 178x218: a square centre crop is always resized, to 64 unless told otherwise
+        super().__init__(names, [2] * NUM_ATTRIBUTES, num_channels=3, resolution=resolution, subset=subset,
+                         native_resolution=resolution or 64)
         if not (self.image_dir / self.files[0]).is_file():
             raise dataset_error(self.name, self.image_dir / self.files[0], f"the images listed in {attr_file}", "no such file")
 

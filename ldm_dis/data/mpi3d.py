@@ -33,7 +33,7 @@ class MPI3D(StoredImageDataset):
     def __init__(
         self,
         path: str,
-        resolution: int = 64,
+        resolution: Optional[int] = None,
         subset: Optional[int] = None,
         cache_dir: Optional[str] = None,
         factor_sizes: Optional[Sequence[int]] = None,

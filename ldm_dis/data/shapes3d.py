@@ -25,7 +25,7 @@ FACTOR_SIZES = [10, 10, 10, 8, 4, 15]
 class Shapes3D(StoredImageDataset):
     name = "shapes3d"
 
-    def __init__(self, path: str, resolution: int = 64, subset: Optional[int] = None, cache_dir: Optional[str] = None) -> None:
+    def __init__(self, path: str, resolution: Optional[int] = None, subset: Optional[int] = None, cache_dir: Optional[str] = None) -> None:
         source = open_array(path, "images", self.name, cache_dir)
         check_images(source, self.name, channels=(3,))
         labels = read_whole(path, "labels", self.name)

@@ -193,6 +193,11 @@ def _zip(path: Path, dataset: str) -> zipfile.ZipFile:
         raise dataset_error(dataset, path, "a NumPy .npz (zip) archive", f"an unreadable or truncated file ({exc})") from None
 
 
+def npz_keys(path: Path, dataset: str) -> list:
+    with _zip(path, dataset) as zf:
+        return [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+
+
 def _open_npz_member(path: Path, key: str, dataset: str, cached: Path) -> RawArray:
     with _zip(path, dataset) as zf:
         member = f"{key}.npy"
@@ -276,8 +281,8 @@ def _open_h5(path: Path, key: str, dataset: str) -> H5Array:
     return H5Array(path, key, shape, dtype)
 
 
-def read_whole(path, key: str, dataset: str, pickled: bool = False) -> np.ndarray:
-    """A small array (labels, metadata) read entirely; ``pickled`` allows a latin1 pickle (dSprites metadata)."""
+def read_whole(path, key: str, dataset: str) -> np.ndarray:
+    """A small array (labels) read entirely. Never unpickled: an array of Python objects is refused."""
     path = Path(path)
     if path.suffix.lower() != ".npz":
         source = open_array(path, key, dataset)
@@ -285,11 +290,13 @@ def read_whole(path, key: str, dataset: str, pickled: bool = False) -> np.ndarra
     with _zip(path, dataset):  # a clear error for a missing or broken archive first
         pass
     try:
-        with np.load(path, allow_pickle=pickled, encoding="latin1") as npz:
+        with np.load(path, allow_pickle=False) as npz:
             if key in npz.files:
                 return npz[key]
             found = list(npz.files)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        if "allow_pickle" in str(exc):
+            raise dataset_error(dataset, path, f"a numeric array {key!r}", "an array of Python objects (a pickle, never loaded)") from None
         raise dataset_error(dataset, path, f"a readable array {key!r}", f"an unreadable or truncated member ({exc})") from None
     raise dataset_error(dataset, path, f"an array named {key!r}", f"arrays {found}")
 

@@ -18,21 +18,23 @@ from ldm_dis.data.storage import ArraySource
 
 
 class StoredImageDataset(GroundTruthDataset):
-    """Images ``(N, H, W[, C])`` read by rows from ``source``; ``max_value`` is white (255, or 1 for dSprites)."""
+    """Images ``(N, H, W[, C])`` read by rows from ``source``; ``max_value`` is white (255, or 1 for dSprites).
+    ``resolution`` None serves them at their stored size."""
 
     def __init__(
         self,
         source: ArraySource,
         factor_names: Sequence[str],
         factor_sizes: Sequence[int],
-        resolution: int,
+        resolution: Optional[int],
         subset: Optional[int] = None,
         row_of_index: Optional[np.ndarray] = None,
         max_value: float = 255.0,
         channels_first: bool = False,
     ) -> None:
         channels = source.shape[1] if channels_first else (source.shape[3] if len(source.shape) == 4 else 1)
-        super().__init__(factor_names, factor_sizes, channels, resolution, subset)
+        native = source.shape[2] if channels_first else source.shape[1]  # the stored images' size (square)
+        super().__init__(factor_names, factor_sizes, channels, resolution, subset, native_resolution=native)
         if self.num_images != len(source):
             raise dataset_error(
                 self.name, source.path, f"{self.num_images} images for factor sizes {self.factor_sizes}", f"{len(source)} images"
@@ -72,6 +74,35 @@ def check_images(
         raise dataset_error(dataset, source.path, f"images {source.key!r} of shape {want}", f"shape {shape}")
     if not any(np.dtype(dtype) == np.dtype(d) for d in dtypes):
         raise dataset_error(dataset, source.path, f"images {source.key!r} of dtype {[np.dtype(d).name for d in dtypes]}", f"dtype {dtype}")
+
+
+def check_float_images(source: ArraySource, dataset: str, high: float = 1.0, chunk_bytes: int = 64 << 20) -> None:
+    """Raise a DatasetError unless every value of a float image array is finite and in [0, ``high``].
+    Reads the whole array once, in pieces of ``chunk_bytes`` (a NaN would otherwise surface as a NaN loss)."""
+    if not np.issubdtype(source.dtype, np.floating):
+        return
+    rows = max(1, chunk_bytes // max(1, int(np.prod(source.shape[1:], dtype=np.int64)) * source.dtype.itemsize))
+    nan = inf = 0
+    first_bad, low_seen, high_seen = None, np.inf, -np.inf
+    for start in range(0, len(source), rows):
+        x = source.read(np.arange(start, min(start + rows, len(source))))
+        x = x.reshape(len(x), -1)
+        finite = np.isfinite(x)
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        if len(bad_rows):
+            nan += int(np.isnan(x).any(axis=1).sum())
+            inf += int(np.isinf(x).any(axis=1).sum())
+            first_bad = start + int(bad_rows[0]) if first_bad is None else first_bad
+        values = x[finite]
+        if values.size:
+            low_seen, high_seen = min(low_seen, float(values.min())), max(high_seen, float(values.max()))
+    want = f"images {source.key!r} of finite floats in [0, {high:g}]"
+    if nan or inf:
+        raise dataset_error(dataset, source.path, want, f"{nan} images with NaN and {inf} with inf values (the first is row {first_bad})")
+    slack = 1e-6 * high  # float rounding of a value stored as exactly 0 or 1
+    if low_seen < -slack or high_seen > high + slack:
+        hint = " (0..255 floats: divide by 255, or store uint8)" if high_seen > 1.5 * high else ""
+        raise dataset_error(dataset, source.path, want, f"values from {low_seen:.4g} to {high_seen:.4g}{hint}")
 
 
 def grid_from_labels(labels: np.ndarray, dataset: str, path) -> Tuple[list, Optional[np.ndarray], np.ndarray]:

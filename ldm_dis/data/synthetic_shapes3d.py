@@ -41,8 +41,9 @@ class SyntheticShapes3D(GroundTruthDataset):
 
     name = "synth-shapes3d"
 
-    def __init__(self, resolution: int = 64, subset: Optional[int] = None) -> None:
-        super().__init__(FACTOR_NAMES, FACTOR_SIZES, num_channels=3, resolution=resolution, subset=subset)
+    def __init__(self, resolution: Optional[int] = None, subset: Optional[int] = None) -> None:
+        super().__init__(FACTOR_NAMES, FACTOR_SIZES, num_channels=3, resolution=resolution, subset=subset,
+                         native_resolution=resolution or 64)  # rendered at any size: never a resize
         r = self.resolution
         t = ((np.arange(r, dtype=np.float32) + 0.5) / r) * 2.0 - 1.0  # pixel centres in [-1, 1]
         self._x = t[None, None, :]  # (1, 1, R) left -> right

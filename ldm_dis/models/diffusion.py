@@ -1,4 +1,4 @@
-"""Noise schedules and the training loss of the latent diffusion model (SPEC 2.3).
+"""Noise schedules and the training loss of the latent diffusion model.
 
 The schedules are diffusers schedulers: the LDM "linear" schedule is ``scaled_linear`` (betas linear in
 sqrt from 0.0015 to 0.0155, 1000 steps). The loss is epsilon prediction with L1 (the released code) or L2.
@@ -7,22 +7,26 @@ sqrt from 0.0015 to 0.0155, 1000 steps). The loss is epsilon prediction with L1 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
-import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from ldm_dis.errors import UserInputError
 
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler, DDPMScheduler
+
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 LOSS_WEIGHTING = ("none", "min_snr", "pdae")
+LOSSES = ("l1", "l2")
+PREDICTION_TYPES = ("epsilon",)
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # what DDPMScheduler and DDIMScheduler both offer
 
 
 def _schedule_kwargs(cfg) -> dict:
-    if cfg.prediction_type != "epsilon":
+    if cfg.prediction_type not in PREDICTION_TYPES:
         raise UserInputError(f"model.diffusion.prediction_type={cfg.prediction_type!r}: only 'epsilon' is implemented")
     return dict(
         num_train_timesteps=cfg.num_train_timesteps,
@@ -34,14 +38,18 @@ def _schedule_kwargs(cfg) -> dict:
     )
 
 
-def make_train_scheduler(cfg) -> DDPMScheduler:
+def make_train_scheduler(cfg) -> "DDPMScheduler":
     """``cfg`` is ``model.diffusion``; used for ``add_noise`` only."""
+    from diffusers import DDPMScheduler  # here, not at import: the config checks read this module's names
+
     return DDPMScheduler(**_schedule_kwargs(cfg))
 
 
-def make_ddim_scheduler(cfg) -> DDIMScheduler:
+def make_ddim_scheduler(cfg) -> "DDIMScheduler":
     """DDIM on the same schedule; like LDM's sampler, timesteps 1, 1 + c, ... (steps_offset=1) and the
     last step goes to alpha_bar_0 rather than 1 (set_alpha_to_one=False)."""
+    from diffusers import DDIMScheduler
+
     return DDIMScheduler(**_schedule_kwargs(cfg), steps_offset=1, set_alpha_to_one=False)
 
 
@@ -116,8 +124,8 @@ def diffusion_loss(
     t = sample_t(b, generator=generator, device=latents.device)
     x_t = scheduler.add_noise(latents, noise, t)  # sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps
     pred = unet(x_t, t, context)
-    if loss_type not in ("l1", "l2"):
-        raise UserInputError(f"model.diffusion.loss={loss_type!r}: expected 'l1' or 'l2'")
+    if loss_type not in LOSSES:
+        raise UserInputError(f"model.diffusion.loss={loss_type!r}: expected one of {LOSSES}")
     error = (pred.float() - noise.float()).abs() if loss_type == "l1" else (pred.float() - noise.float()).square()
     if weights is None:
         return error.mean()

@@ -115,11 +115,15 @@ class PerceptualLoss(nn.Module):
         if not path.is_file():
             raise UserInputError(f"model.first_stage.perceptual_weights: file {str(path)!r} does not exist")
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from ldm_dis.models.weights import read_tensors  # a damaged file is a clear error
 
-            sd = load_file(str(path))
+            sd = read_tensors(path)
         else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            try:
+                sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            except Exception as exc:  # truncated zip, foreign pickle refused by weights_only...
+                raise UserInputError(f"model.first_stage.perceptual_weights: cannot read {str(path)!r} with "
+                                     f"torch.load(weights_only=True): {exc}") from None
             sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
         model = cls()
         model.load_state_dict(_to_lpips_layout(sd, str(path)))

@@ -1,4 +1,4 @@
-"""Skip Dropout (paper Sec. 3.3, Eq. 7; SPEC 2.4) and its ablation, backbone dropout (Table 12).
+"""Skip Dropout (paper Sec. 3.3, Eq. 7) and its ablation, backbone dropout (Table 12).
 
 In training, a U-Net skip feature s (B, C, H, W) passed from the down path to the up path becomes
 s * m / (1 - p), m ~ Bernoulli(1 - p) drawn per sample and per channel (shape (B, C, 1, 1)): whole

@@ -1,4 +1,4 @@
-"""Denoising U-Net conditioned on the latent units by cross-attention (paper Table 8, SPEC 2.3).
+"""Denoising U-Net conditioned on the latent units by cross-attention (paper Table 8).
 
 The openai / LDM ``UNetModel`` layout, written out plainly: ResBlocks with scale-shift norm on the
 timestep embedding, a SpatialTransformer after each ResBlock of the levels whose downsample factor is in

@@ -15,7 +15,6 @@ from typing import Optional, Tuple
 
 import torch
 from diffusers import VQModel
-from safetensors.torch import load_file
 from torch import nn
 
 from ldm_dis.errors import UserInputError
@@ -156,7 +155,9 @@ def load_first_stage(path, cfg) -> FirstStage:
     model = FirstStage.from_config(cfg)
     expected = model.state_dict()
     if path.suffix == ".safetensors":
-        sd = _strip_prefix(load_file(str(path)), expected)
+        from ldm_dis.models.weights import read_tensors  # a damaged file is a clear error
+
+        sd = _strip_prefix(read_tensors(path), expected)
         hint = ""
     else:
         raw = taming_import.read_checkpoint(path)

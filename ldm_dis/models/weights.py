@@ -3,9 +3,10 @@ loader of the package (every load names its missing, unexpected and misshapen ke
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -40,15 +41,40 @@ def write_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor]) -> Path
     return path
 
 
-def read_tensors(path: str | Path) -> Dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, on the CPU; a missing or corrupt file is a CheckpointError."""
+def safetensors_problem(path: str | Path) -> Tuple[Optional[str], set]:
+    """(what is wrong with the safetensors file ``path`` or None, the tensor names its header lists).
+    Reads the header only: a truncated or overwritten file is found without reading the tensors."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {str(path)!r} does not exist")
     try:
-        return load_file(str(path))
-    except (OSError, ValueError) as exc:  # safetensors raises on truncated/corrupt files
-        raise CheckpointError(f"weights file {path} is unreadable: {exc}") from None
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 0 or 8 + length > size:
+                return f"{path.name} is truncated ({size} bytes, not even its header)", set()
+            header = json.loads(f.read(length))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except FileNotFoundError:
+        return f"{path.name} is missing", set()
+    except OSError as exc:
+        return f"{path.name} is unreadable ({exc.strerror or exc})", set()
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError, AttributeError):
+        return f"{path.name} has no valid safetensors header", set()
+    expected = 8 + length + max(ends, default=0)
+    if size != expected:
+        return f"{path.name} is truncated or damaged ({size} bytes; its header describes {expected})", set()
+    return None, set(header) - {"__metadata__"}
+
+
+def read_tensors(path: str | Path) -> Dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file (CPU); a missing, truncated or damaged file is a CheckpointError."""
+    problem, _ = safetensors_problem(path)
+    if problem is None:
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # SafetensorError derives from Exception alone
+            problem = f"{Path(path).name} is unreadable ({exc})"
+    raise CheckpointError(f"{path}: {problem}")
 
 
 def with_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Cross-attention maps of the latent units (DAAM, Tang et al. 2023; paper Sec. 4.4, Fig. 4, 9, 10; SPEC 5).
+"""Cross-attention maps of the latent units (DAAM, Tang et al. 2023; paper Sec. 4.4, Fig. 4, 9, 10).
 
 While DDIM generates an image from units (N, D), every cross-attention layer at every timestep gives
 probabilities (B, heads, h*w, N) of each latent pixel attending to each unit. Per layer call they are

@@ -86,7 +86,7 @@ def dataset_images(dataset, count: int, seed: int, device=None) -> Tuple[torch.T
     n = len(dataset)
     if count > n:
         raise UserInputError(f"{count} images asked for, the dataset has {n}")
-    idx = np.random.default_rng(seed).choice(n, count, replace=False).astype(np.int64)
+    idx = dataset.grid_indices(np.random.default_rng(seed).choice(n, count, replace=False).astype(np.int64))
     images = torch.from_numpy(np.ascontiguousarray(dataset.images_at(idx)))
     return images.to(device) if device is not None else images, dataset.factors_of(idx)
 

@@ -1,4 +1,4 @@
-"""Latent interchange (paper Sec. 4.4, Fig. 3 and 8; SPEC 5).
+"""Latent interchange (paper Sec. 4.4, Fig. 3 and 8).
 
 For a source and a target image, panel i is generated from the source's units with unit i taken from the
 target. Every panel of a pair, and the reference panel generated from the unaltered source units, starts

@@ -1,4 +1,4 @@
-"""Latent interpolation (paper D.3, Fig. 6; SPEC 5): all units move linearly from image a to image b.
+"""Latent interpolation (paper D.3, Fig. 6): all units move linearly from image a to image b.
 
 The paper found linear interpolation of the units more natural than slerp. Every panel of a strip starts
 from the same x_T, so the strip changes only through the conditioning.

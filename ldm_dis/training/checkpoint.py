@@ -11,25 +11,35 @@
 A folder is written as ``.tmp-step_...``, each file flushed and fsync'ed, then renamed into place, so a
 folder named ``step_*`` is always complete. ``state.json`` is the last file written.
 Loading never uses ``strict=False``: a missing, unexpected or misshapen tensor is a :class:`CheckpointError`.
+
+A folder damaged afterwards (a truncated file, a disk that lost blocks, a hand-edited state.json) is
+found when checkpoints are listed: :func:`checkpoint_problem` checks that state.json parses, that both
+safetensors files have a valid header, the size that header describes and every tensor state.json
+refers to. Listing, resuming and loading a run folder skip damaged checkpoints (saying which and why);
+naming a damaged checkpoint itself is a :class:`CheckpointError` with the reason.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-from ldm_dis.errors import CheckpointError
-from ldm_dis.models.weights import fsync_path, load_strict, read_tensors
+from ldm_dis.errors import CheckpointError, UserInputError  # noqa: F401
+from ldm_dis.models.weights import fsync_path, load_strict, read_tensors  # noqa: F401
+from ldm_dis.training.integrity import non_finite_tensors, safetensors_problem, tensor_refs
 # the run folder's layout lives in ldm_dis.runs (read by the model and the pictures too); re-exported here
 from ldm_dis.runs import (  # noqa: F401
-    CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILE, STATE_FILE, TRAINING_FILE, checkpoint_path, latest_checkpoint,
-    list_checkpoints, load_run_config, resolve_checkpoint, run_dir_of,
+    CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILE, STATE_FILE, STEP_DIR as _STEP_DIR, TRAINING_FILE, checkpoint_path,
+    load_run_config, run_dir_of,
 )
 
 
@@ -94,11 +104,30 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Option
     """Write ``state`` (a dict with ``modules``: {name: state_dict} and any other plain data / tensors)
     to the folder ``path`` atomically; an existing folder of that name is replaced."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
+    try:
+        _write_folder(tmp, state, config_yaml)
+    except (OSError, SafetensorError) as exc:  # a full disk, a quota, a read-only mount...
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        previous = latest_checkpoint(path.parent.parent)
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {reason}; nothing of it is left behind, and the newest checkpoint "
+            f"{previous or '(none yet)'} is intact. Free some space (or set run.dir elsewhere) and --resume"
+        ) from None
+    old = path.parent / f".old-{path.name}-{os.getpid()}"
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def _write_folder(tmp: Path, state: Dict[str, Any], config_yaml: Optional[str]) -> None:
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-
     model_tensors: Dict[str, torch.Tensor] = {}
     skeleton = {"modules": {}}
     for name, module_state in state["modules"].items():
@@ -115,22 +144,135 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Option
     _write_text(tmp / STATE_FILE, json.dumps(skeleton, indent=1))
     _fsync_dir(tmp)
 
-    old = path.parent / f".old-{path.name}-{os.getpid()}"
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
+
+# ---------------------------------------------------------------------------------------- checking
+def checkpoint_problem(folder: str | Path) -> Optional[str]:
+    """Why the checkpoint folder is not intact, or None. Cheap: headers and sizes, not the tensors."""
+    folder = Path(folder)
+    try:
+        skeleton = json.loads((folder / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return f"{STATE_FILE} is missing"
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"{STATE_FILE} is unreadable ({exc})"
+    names: set = set()
+    for file in (MODEL_FILE, TRAINING_FILE):
+        problem, found = safetensors_problem(folder / file)
+        if problem:
+            return problem
+        names |= found
+    missing = sorted(tensor_refs(skeleton) - names)
+    if missing:
+        return f"{STATE_FILE} refers to {len(missing)} tensors the safetensors files lack (e.g. {missing[0]!r})"
+    return None
+
+
+# ----------------------------------------------------------------------------------------- listing
+def find_checkpoints(run_dir: str | Path) -> Tuple[list[Tuple[int, Path]], list[Tuple[int, Path, str]]]:
+    """(intact, damaged) checkpoints of a run, oldest first: [(step, folder)], [(step, folder, reason)].
+    A ``step_*`` folder without state.json is one a crash left before the rename; it is neither."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    intact, damaged = [], []
+    if folder.is_dir():
+        for child in folder.iterdir():
+            match = _STEP_DIR.match(child.name)
+            if match and (child / STATE_FILE).is_file():
+                problem = checkpoint_problem(child)
+                if problem:
+                    damaged.append((int(match.group(1)), child, problem))
+                else:
+                    intact.append((int(match.group(1)), child))
+    return sorted(intact), sorted(damaged)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Tuple[int, Path]]:
+    """Intact checkpoints of a run, oldest first, as (step, folder)."""
+    return find_checkpoints(run_dir)[0]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def last_good_checkpoint(run_dir: str | Path) -> Optional[Path]:
+    """The newest intact checkpoint whose weights are all finite (reads the weights: for error messages)."""
+    for _, folder in reversed(list_checkpoints(run_dir)):
+        try:
+            bad, _ = non_finite_tensors(read_tensors(folder / MODEL_FILE).items())
+        except CheckpointError:
+            continue
+        if not bad:
+            return folder
+    return None
 
 
 def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints."""
-    for _, folder in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+    """Delete all but the newest ``keep`` intact checkpoints, and damaged ones older than the newest intact one."""
+    intact, damaged = find_checkpoints(run_dir)
+    for _, folder in intact[:-keep] if keep > 0 else []:
         shutil.rmtree(folder, ignore_errors=True)
+    for step, folder, _ in damaged:
+        if intact and step < intact[-1][0]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_leftovers(run_dir: str | Path) -> list[str]:
+    """Clear what a process killed inside :func:`save_checkpoint` left: a ``.old-step_*`` folder whose
+    ``step_*`` is gone is put back (it was complete), every other ``.tmp-*`` / ``.old-*`` folder removed.
+    Call it only while holding the run folder (no live writer). Returns what was done, one line each."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    done = []
+    if not folder.is_dir():
+        return done
+    for child in sorted(folder.iterdir()):
+        match = re.match(r"^\.(tmp|old)-(step_\d+)-\d+$", child.name)
+        if not match or not child.is_dir():
+            continue
+        target = folder / match.group(2)
+        if match.group(1) == "old" and not target.exists() and checkpoint_problem(child) is None:
+            os.replace(child, target)
+            done.append(f"restored {target.name} from {child.name}")
+        else:
+            shutil.rmtree(child, ignore_errors=True)
+            done.append(f"removed {child.name}")
+    return done
 
 
 # ----------------------------------------------------------------------------------------- reading
+_warned: set = set()
+
+
+def resolve_checkpoint(path: str | Path, quiet: bool = False) -> Path:
+    """A checkpoint folder from a run folder (its newest intact checkpoint), a checkpoint folder, or a
+    file in one. Damaged checkpoints newer than the one chosen are named on stderr (once; not if ``quiet``)."""
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    if (path / STATE_FILE).is_file():
+        problem = checkpoint_problem(path)
+        if problem:
+            raise CheckpointError(f"checkpoint {path} is damaged: {problem}")
+        return path
+    intact, damaged = find_checkpoints(path)
+    if not intact:
+        if damaged:
+            listed = "; ".join(f"{folder.name}: {reason}" for _, folder, reason in damaged)
+            raise CheckpointError(f"run folder {str(path)!r} holds no intact checkpoint ({listed})")
+        raise CheckpointError(
+            f"{str(path)!r} is neither a checkpoint folder (with {STATE_FILE}) nor a run folder with "
+            f"checkpoints in {CHECKPOINT_DIR}/step_*"
+        )
+    chosen = intact[-1][1]
+    for step, folder, reason in damaged:
+        if step > intact[-1][0] and not quiet and (folder, reason) not in _warned:
+            _warned.add((folder, reason))
+            print(f"warning: skipping damaged checkpoint {folder} ({reason}); using {chosen.name}", file=sys.stderr)
+    return chosen
+
+
 def load_checkpoint(path: str | Path, with_training_state: bool = True) -> Dict[str, Any]:
     """The state dict given to :func:`save_checkpoint` (tensors on CPU). ``path`` as in :func:`resolve_checkpoint`."""
     folder = resolve_checkpoint(path)
@@ -153,6 +295,8 @@ def load_module_state(weights_file: str | Path, name: str) -> Dict[str, torch.Te
     weights_file = Path(weights_file)
     if weights_file.is_dir():
         weights_file = resolve_checkpoint(weights_file) / MODEL_FILE
+    if not weights_file.is_file():
+        raise CheckpointError(f"weights file {str(weights_file)!r} does not exist")
     tensors = read_tensors(weights_file)
     prefix = f"{name}."
     found = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -3,11 +3,15 @@
     dataset, representation_fn = load_representation("runs/mpi3d")
     codes = representation_fn(images)   # images: np.float32 (n, C, H, W) in [-1, 1] -> np.float32 codes
     source = load_evaluation_source("runs/mpi3d")   # what `ldm-dis evaluate` calls: + generate_fn, cfg
-    export_representation("runs/mpi3d", "runs/mpi3d/codes.npz")
+    export_representation("runs/mpi3d", "runs/mpi3d/codes.npz")             # every image
+    export_representation("runs/mpi3d", "codes50k.npz", num=50_000, seed=0)   # a random subset of rows
 
 The ``.npz`` holds ``codes`` ((n, N) scalars or (n, N, D) units, from ``task.encode``), ``factors``
 ((n, F) int64) and ``factor_names`` ((F,) str), in dataset order, and the run's evaluation protocol
 (``unit_pca``, ``infomec_active``: ``ldm-dis evaluate --codes`` scores the file as ``--checkpoint`` would).
+Encoding runs under ``torch.inference_mode`` on batches read whole from the dataset (one vectorized read
+per batch, no per-image tensors; ``data.num_workers`` processes read ahead), with a progress bar counting
+images. Speed: ``benchmarks/export_bench.py``, ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -15,26 +19,96 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ldm_dis.training.checkpoint import load_run_config, load_task_from_checkpoint, resolve_checkpoint
-from ldm_dis.training.data_order import ordered_loader
 
 CODES_FILE = "codes.npz"
 
 
-@torch.no_grad()
-def encode_dataset(task, dataset, accelerator, batch_size: int = 256, num_workers: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-    """(codes, factors) of every image in dataset order; all processes take part and all get the result."""
-    codes, factors = [], []
-    for images, batch_factors in ordered_loader(dataset, accelerator, batch_size, num_workers=num_workers):
-        batch_codes, batch_factors = accelerator.gather_for_metrics((task.encode(images), batch_factors))
-        codes.append(batch_codes.float().cpu().numpy())
-        factors.append(batch_factors.cpu().numpy())
-    return np.concatenate(codes), np.concatenate(factors).astype(np.int64)
+def read_batch(dataset, positions: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Dataset positions (n,) -> (images (n, C, H, W) float32, factors (n, F) int64), in one vectorized read
+    for a ground-truth dataset (no per-image tensors to collate); item by item for any other Dataset."""
+    if hasattr(dataset, "images_at") and hasattr(dataset, "grid_indices"):
+        rows = dataset.grid_indices(positions)
+        return torch.from_numpy(np.ascontiguousarray(dataset.images_at(rows))), torch.from_numpy(dataset.factors_of(rows))
+    items = [dataset[int(i)] for i in positions]
+    return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.stack([torch.as_tensor(f) for _, f in items])
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Item k: this process's share of global batch k of ``positions``, read whole (DataLoader workers
+    prefetch whole batches while the model encodes). A global batch is padded to a multiple of the
+    process count by repeating its last row, so every process reads and gathers the same number of rows."""
+
+    def __init__(self, dataset, positions: np.ndarray, batch_size: int, process_index: int, num_processes: int):
+        self.dataset, self.positions, self.batch_size = dataset, positions, batch_size
+        self.process_index, self.num_processes = process_index, num_processes
+
+    def __len__(self) -> int:
+        return -(-len(self.positions) // self.batch_size)
+
+    def size(self, k: int) -> int:
+        """Rows of global batch k (the gathered shares hold padding beyond them)."""
+        return min(self.batch_size, len(self.positions) - k * self.batch_size)
+
+    def rows(self, k: int) -> np.ndarray:
+        batch = self.positions[k * self.batch_size:(k + 1) * self.batch_size]
+        share = -(-len(batch) // self.num_processes)
+        padded = np.concatenate([batch, np.repeat(batch[-1:], share * self.num_processes - len(batch))])
+        return padded[self.process_index * share:(self.process_index + 1) * share]
+
+    def __getitem__(self, k: int):
+        return read_batch(self.dataset, self.rows(k))
+
+
+@torch.inference_mode()
+def encode_dataset(task, dataset, accelerator, batch_size: int = 512, num_workers: int = 0,
+                   indices: Optional[Sequence[int]] = None, progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """(codes (n, ...) float32, factors (n, F) int64) of every image (or of the positions ``indices``) in
+    dataset order; all processes take part and all get the result. The main process shows a bar with
+    images/s and the time left."""
+    positions = np.arange(len(dataset), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    total = len(positions)
+    batches = _Batches(dataset, positions, batch_size, accelerator.process_index, accelerator.num_processes)
+    on_gpu = accelerator.device.type == "cuda"
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=num_workers, pin_memory=on_gpu)
+    codes = factors = None
+    done = 0
+    with tqdm(total=total, desc="export", unit="img", unit_scale=True, dynamic_ncols=True,
+              disable=not (progress and accelerator.is_main_process)) as bar:
+        for k, (images, batch_factors) in enumerate(loader):
+            batch_codes = task.encode(images.to(accelerator.device, non_blocking=True))
+            batch_factors = batch_factors.to(accelerator.device)
+            if accelerator.num_processes > 1:  # shares come back in process order: the global batch, padded
+                batch_codes, batch_factors = accelerator.gather((batch_codes.contiguous(), batch_factors))
+            count = batches.size(k)  # drop the padding
+            batch_codes = batch_codes[:count].float().cpu().numpy()
+            if codes is None:  # filled in place: no list of batches and no second copy at the end
+                codes = np.empty((total, *batch_codes.shape[1:]), dtype=np.float32)
+                factors = np.empty((total, batch_factors.shape[1]), dtype=np.int64)
+            codes[done:done + count] = batch_codes
+            factors[done:done + count] = batch_factors[:count].cpu().numpy()
+            done += count
+            bar.update(count)
+    if done != total:
+        raise RuntimeError(f"encoded {done} images of {total}")
+    return codes, factors
+
+
+def random_rows(num_rows: int, num: Optional[int], seed: int = 0) -> Optional[np.ndarray]:
+    """``num`` distinct row indices out of ``num_rows``, drawn by ``seed`` and sorted; None for all rows."""
+    from ldm_dis.errors import UserInputError
+
+    if num is None or num >= num_rows:
+        return None
+    if num < 1:
+        raise UserInputError(f"--num {num}: expected a positive number of images")
+    return np.sort(np.random.default_rng(seed).choice(num_rows, size=num, replace=False))
 
 
 def eval_protocol(cfg) -> dict:
@@ -65,7 +139,7 @@ def export_from_trainer(trainer, out_path: str | Path | None = None) -> Path:
     """After training: encode with the in-memory task on every process; the main process writes."""
     out_path = Path(out_path) if out_path else trainer.run_dir / CODES_FILE
     codes, factors = encode_dataset(trainer.task, trainer.dataset, trainer.accelerator,
-                                    num_workers=trainer.cfg.data.num_workers)
+                                    trainer.cfg.train.batch_size, trainer.cfg.data.num_workers)
     if trainer.accelerator.is_main_process:
         write_representation(out_path, codes, factors, trainer.dataset.factor_names, eval_protocol(trainer.cfg))
     trainer.accelerator.wait_for_everyone()
@@ -80,9 +154,10 @@ class EvaluationSource:
     dataset: object
     representation_fn: Callable[[np.ndarray], np.ndarray]  # images (n, C, H, W) in [-1, 1] -> codes
     generate_fn: Optional[Callable[[int, np.random.Generator], np.ndarray]]  # FID's images; None if the task has no sampler
+    run_dir: Optional[Path] = None  # the run folder (default output place of the scores)
 
 
-def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int = 256,
+def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int = 512,
                            data_path: Optional[str] = None) -> EvaluationSource:
     """The representation and, for an LDM, a DDIM image generator of a run folder or checkpoint
     (weights as saved, task in eval use). ``data_path`` replaces the run's ``data.path``."""
@@ -94,7 +169,7 @@ def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int
     _, task = load_task_from_checkpoint(checkpoint, dataset=dataset)
     device = task_device(task)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def representation_fn(images: np.ndarray) -> np.ndarray:
         out = []
         for start in range(0, len(images), batch_size):
@@ -115,10 +190,12 @@ def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int
                 out.append(task.reconstruct(batch, generator).float().cpu().numpy())
             return np.concatenate(out)
 
-    return EvaluationSource(cfg, dataset, representation_fn, generate_fn)
+    from ldm_dis.runs import run_dir_of
+
+    return EvaluationSource(cfg, dataset, representation_fn, generate_fn, run_dir_of(checkpoint))
 
 
-def load_representation(checkpoint: str | Path, dataset=None, batch_size: int = 256) -> Tuple[object, Callable[[np.ndarray], np.ndarray]]:
+def load_representation(checkpoint: str | Path, dataset=None, batch_size: int = 512) -> Tuple[object, Callable[[np.ndarray], np.ndarray]]:
     """``(dataset, representation_fn)`` of a run folder or checkpoint (weights as saved, task in eval use)."""
     source = load_evaluation_source(checkpoint, dataset, batch_size)
     return source.dataset, source.representation_fn
@@ -131,9 +208,10 @@ def task_device(task) -> torch.device:
     return torch.device("cpu")
 
 
-def export_representation(run_or_ckpt: str | Path, out_path: str | Path | None = None, batch_size: int = 256,
-                          dataset=None) -> Path:
-    """Write the ``.npz`` of the whole dataset (default ``<run>/codes.npz``) from a run or checkpoint."""
+def export_representation(run_or_ckpt: str | Path, out_path: str | Path | None = None, batch_size: int = 512,
+                          dataset=None, num: Optional[int] = None, seed: int = 0, progress: bool = True) -> Path:
+    """Write the ``.npz`` (default ``<run>/codes.npz``) of the whole dataset, or of ``num`` rows drawn at
+    random by ``seed``, from a run or checkpoint."""
     from accelerate import Accelerator
 
     if dataset is None:
@@ -142,7 +220,8 @@ def export_representation(run_or_ckpt: str | Path, out_path: str | Path | None =
         dataset = build_dataset(load_run_config(run_or_ckpt).data)
     accelerator = Accelerator()
     cfg, task = load_task_from_checkpoint(run_or_ckpt, dataset=dataset, accelerator=accelerator)
-    codes, factors = encode_dataset(task, dataset, accelerator, batch_size, cfg.data.num_workers)
+    rows = random_rows(len(dataset), num, seed)
+    codes, factors = encode_dataset(task, dataset, accelerator, batch_size, cfg.data.num_workers, rows, progress)
     out_path = Path(out_path) if out_path else resolve_checkpoint(run_or_ckpt).parent.parent / CODES_FILE
     if accelerator.is_main_process:
         write_representation(out_path, codes, factors, dataset.factor_names, eval_protocol(cfg))

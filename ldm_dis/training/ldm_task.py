@@ -34,6 +34,9 @@ from ldm_dis.viz.grids import interleave_rows
 
 
 class LDMTask:
+    sample_caption = ("Rows of dataset images, each followed by the row DDIM generates from their units "
+                      "(EMA weights).")
+
     def __init__(self, cfg, dataset=None, first_stage_path: Optional[str | Path] = None,
                  model: Optional[LatentDiffusion] = None):
         """``model``: train (or load weights into) this model; otherwise one is built from ``cfg.model``

@@ -1,10 +1,11 @@
 """One command trains what a config asks for, including the stages it depends on.
 
 For ``model.kind=ldm`` the latent diffusion model needs a VQ-GAN first stage. Unless
-``model.first_stage.checkpoint`` names one, the first stage lives in a cache shared by runs,
-``<first_stage_cache>/<hash>/`` (default ``<parent of run.dir>/.first_stage``), where ``hash`` covers the
-``model.first_stage`` and ``data`` sections (minus keys that do not change the weights). A finished first
-stage is reused, an unfinished one resumed, a missing one trained; then the LDM is trained on top of it.
+``model.first_stage.checkpoint`` names one, the first stage lives in a cache shared by all runs of the
+user, ``<cache>/<hash>/``, where ``hash`` covers the ``model.first_stage`` and ``data`` sections (minus
+keys that do not change the weights; ``data.path`` made absolute). The cache is ``run.first_stage_cache``
+when set, else the user cache folder (:func:`user_first_stage_cache`). A finished first stage is reused,
+an unfinished one resumed, a missing one trained; then the LDM is trained on top of it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -19,8 +22,12 @@ from omegaconf import OmegaConf
 
 from ldm_dis.config.loading import config_to_dict
 from ldm_dis.config.schema import TrainConfig
-from ldm_dis.training.checkpoint import MODEL_FILE, CheckpointError, list_checkpoints, task_kwargs
+from ldm_dis.training.checkpoint import (
+    MODEL_FILE, CheckpointError, find_checkpoints, list_checkpoints, remove_leftovers, resolve_checkpoint, task_kwargs,
+)
+from ldm_dis.training.resume_changes import check_resume_config
 from ldm_dis.training.rng import seed_everything
+from ldm_dis.training.run_lock import hold_run_folder
 from ldm_dis.training.trainer import Trainer, make_accelerator
 
 # keys that do not change the first stage's weights, left out of its cache key
@@ -38,18 +45,32 @@ def build_trainer(cfg, dataset, accelerator, task=None) -> Trainer:
     return Trainer(cfg, task, dataset, accelerator)
 
 
+CACHE_ENV = "LDM_DIS_CACHE"
+
+
+def user_first_stage_cache() -> Path:
+    """``$LDM_DIS_CACHE/first_stage``, else ``$XDG_CACHE_HOME/ldm_dis/first_stage``, else
+    ``~/.cache/ldm_dis/first_stage``: one place per user, whatever folder a run is started from."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser() / "first_stage"
+    root = Path(os.environ["XDG_CACHE_HOME"]).expanduser() if os.environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return root / "ldm_dis" / "first_stage"
+
+
 def first_stage_hash(cfg) -> str:
     sections = {"first_stage": config_to_dict(cfg.model.first_stage), "data": config_to_dict(cfg.data)}
     for section, keys in _UNHASHED.items():
         for key in keys:
             sections[section].pop(key, None)
+    if sections["data"].get("path"):  # the cache is shared across folders: a relative path would be ambiguous
+        sections["data"]["path"] = str(Path(sections["data"]["path"]).expanduser().resolve())
     return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def first_stage_config(cfg):
     """The config of the VQ-GAN run that ``cfg`` (an LDM config) depends on."""
     stage = cfg.model.first_stage
-    cache = Path(cfg.run.first_stage_cache) if cfg.run.first_stage_cache else Path(cfg.run.dir).parent / ".first_stage"
+    cache = Path(cfg.run.first_stage_cache) if cfg.run.first_stage_cache else user_first_stage_cache()
     fs_cfg = copy.deepcopy(cfg)  # still typed: a wrong key below would fail loudly
     key = first_stage_hash(cfg)
     fs_cfg.run.dir = str(cache / key)
@@ -63,6 +84,7 @@ def first_stage_config(cfg):
         ckpt_every=stage.ckpt_every, sample_every=stage.ckpt_every, seed=FIRST_STAGE_SEED,
         keep_last=train.keep_last, num_sample_images=train.num_sample_images,
         mixed_precision=train.mixed_precision, channels_last=train.channels_last, compile=train.compile,
+        log_with=train.log_with,
     ))
     return fs_cfg
 
@@ -75,8 +97,20 @@ def ensure_first_stage(cfg, dataset, accelerator) -> Path:
             raise CheckpointError(f"model.first_stage.checkpoint={given!r} does not exist")
         return Path(given)
     fs_cfg = first_stage_config(cfg)
-    found = list_checkpoints(fs_cfg.run.dir)
+    # runs sharing the cache entry take turns: one trains it, the others wait and then reuse it
+    with hold_run_folder(fs_cfg.run.dir, accelerator, wait=True, what="first-stage cache"):
+        return _cached_first_stage(fs_cfg, dataset, accelerator)
+
+
+def _cached_first_stage(fs_cfg, dataset, accelerator) -> Path:
     main = accelerator.is_main_process
+    if main:
+        _clean(fs_cfg.run.dir, "first stage")
+        for _, folder, reason in find_checkpoints(fs_cfg.run.dir)[1]:  # the cache is ours: retrain what is lost
+            print(f"first stage: removing damaged checkpoint {folder} ({reason}); its steps are trained again")
+            shutil.rmtree(folder)
+    accelerator.wait_for_everyone()
+    found = list_checkpoints(fs_cfg.run.dir)
     if found and found[-1][0] >= fs_cfg.train.max_steps:
         if main:
             print(f"first stage: reusing {found[-1][1]}")
@@ -98,10 +132,31 @@ def run_training(cfg, resume: bool = False, export_codes: Optional[str] = None, 
     """Train what ``cfg`` describes (with its first stage); optionally export the codes afterwards.
     ``dataset``/``task`` replace ``build_dataset``/``build_task`` (tests)."""
     accelerator = accelerator if accelerator is not None else make_accelerator(cfg)
+    with hold_run_folder(cfg.run.dir, accelerator):  # before anything in run.dir is read or written
+        return _train(cfg, resume, export_codes, dataset, accelerator, task)
+
+
+def _clean(run_dir, what: str) -> None:
+    """Leftovers of processes killed while saving (no live writer: the caller holds the folder)."""
+    for line in remove_leftovers(run_dir):
+        print(f"{what}: {line} (left by a process that ended while saving)")
+
+
+def _train(cfg, resume, export_codes, dataset, accelerator, task) -> Trainer:
+    if accelerator.is_main_process:
+        _clean(cfg.run.dir, "run.dir")
+    accelerator.wait_for_everyone()
+    if resume and list_checkpoints(cfg.run.dir):  # before the first stage: a refused change trains nothing
+        newest = resolve_checkpoint(cfg.run.dir, quiet=True)
+        for key, (old, new) in check_resume_config(cfg, newest).items():
+            if accelerator.is_main_process:
+                print(f"resume: {key} {old!r} -> {new!r}")
     if dataset is None:
         from ldm_dis.data import build_dataset
 
         dataset = build_dataset(cfg.data)
+    if cfg.data.resolution is None:  # recorded as served, so config.yaml and the first stage's hash say it
+        cfg.data.resolution = dataset.resolution
     if cfg.model.kind == "ldm" and task is None:
         # recorded in the run's config.yaml, so the run can be rebuilt from its folder alone
         cfg.model.first_stage.checkpoint = str(ensure_first_stage(cfg, dataset, accelerator))

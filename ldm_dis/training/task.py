@@ -15,6 +15,9 @@ from torch import nn
 
 
 class TrainingTask(Protocol):
+    # what sample_images shows, written under the run's sample grids ("" for none)
+    sample_caption: str
+
     def modules(self) -> Dict[str, nn.Module]:
         """Every module whose state is checkpointed (networks, EMA copies, bottleneck state), by name."""
 

@@ -25,25 +25,37 @@ from tqdm.auto import tqdm
 from ldm_dis.config.loading import to_yaml
 from ldm_dis.errors import UserInputError
 from ldm_dis.training.checkpoint import (
-    CONFIG_FILE, CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, load_modules,
-    prune_checkpoints, resolve_checkpoint, save_checkpoint,
+    CONFIG_FILE, CheckpointError, checkpoint_path, find_checkpoints, last_good_checkpoint, load_checkpoint,
+    load_modules, prune_checkpoints, resolve_checkpoint, save_checkpoint,
 )
 from ldm_dis.training.data_order import ordered_loader, steps_per_pass, training_loader
+from ldm_dis.training.integrity import named_tensors, non_finite_tensors
+from ldm_dis.training.resume_changes import apply_learning_rates, capture_learning_rates, saved_config_value
 from ldm_dis.training.rng import capture_rng, restore_rng, seed_everything
-from ldm_dis.training.run_log import RunLog
+from ldm_dis.training.run_log import TRACKER_DIR, RunLog, tracker_names
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss term became NaN or infinite; the run stops before writing anything else."""
+    """A loss term or a weight became NaN or infinite; the run stops before writing anything else."""
+
+
+MIXED_PRECISION = ("no", "fp16", "bf16")  # passed to Accelerate; fp8 needs libraries and hardware we do not set up
 
 
 def make_accelerator(cfg):
+    """The run's Accelerator. ``train.mixed_precision`` None leaves the precision to accelerate (``accelerate
+    launch --mixed_precision``, its config file, ACCELERATE_MIXED_PRECISION); a value in the config wins."""
     from accelerate import Accelerator, DataLoaderConfiguration
 
     # split_batches: our batch sizes are global, so an LR scheduler steps once per optimizer step
     # whatever the number of processes, and ordered_loader splits each batch across processes
-    return Accelerator(mixed_precision=cfg.train.mixed_precision,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+    precision = cfg.train.mixed_precision
+    if precision in ("False", "false"):  # YAML reads a bare `no` as false, which the str field keeps as "False"
+        precision = "no"
+    return Accelerator(mixed_precision=precision,
+                       dataloader_config=DataLoaderConfiguration(split_batches=True),
+                       log_with=tracker_names(cfg.train.log_with),
+                       project_dir=str(Path(cfg.run.dir) / TRACKER_DIR))
 
 
 class Trainer:
@@ -65,7 +77,7 @@ class Trainer:
         # every process was built from the same seed (same initial weights); now give each its own
         # stream so that dropout masks and diffusion timesteps differ between processes
         seed_everything(train.seed + self.accelerator.process_index)
-        self.log = RunLog(self.run_dir, enabled=self.accelerator.is_main_process)
+        self.log = RunLog(self.run_dir, enabled=self.accelerator.is_main_process, accelerator=self.accelerator)
 
     @property
     def epoch(self) -> int:
@@ -81,14 +93,19 @@ class Trainer:
     # ------------------------------------------------------------------------------------ the loop
     def fit(self) -> None:
         acc, train = self.accelerator, self.cfg.train
-        if self.resumed_from is None and latest_checkpoint(self.run_dir) is not None:
+        if self.resumed_from is None and any(find_checkpoints(self.run_dir)):  # damaged ones count too
             raise CheckpointError(
                 f"run.dir {str(self.run_dir)!r} already holds checkpoints; pass --resume to continue that "
                 "run, or choose another run.dir"
             )
+        if self.resumed_from is None:
+            self.log.truncate_after(0)  # records of an earlier start killed before its first checkpoint
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / CONFIG_FILE).write_text(to_yaml(self.cfg))
+            if self.cfg.train.mixed_precision is None and acc.mixed_precision != "no":
+                print(f"mixed precision {acc.mixed_precision}, as accelerate was told (train.mixed_precision is unset)")
+        self.log.start(self.cfg)
         batches = iter(training_loader(self.dataset, train.batch_size, train.seed, self.step, acc,
                                        self.cfg.data.num_workers))
         sample_batch = self._sample_batch() if train.sample_every else None
@@ -138,7 +155,7 @@ class Trainer:
         bad = (~torch.isfinite(every)).nonzero()
         if len(bad):
             rank, term = bad[0].tolist()
-            good = latest_checkpoint(self.run_dir)
+            good = last_good_checkpoint(self.run_dir)
             raise TrainingDiverged(
                 f"step {self.step + 1}: loss term {names[term]!r} is {every[rank, term].item()} "
                 f"(process {rank}); training stopped. Last good checkpoint: {good or 'none'}"
@@ -190,10 +207,13 @@ class Trainer:
             generator = torch.Generator(device=acc.device).manual_seed(self.cfg.train.seed)
             pictures = self.task.sample_images(images, generator)
         if acc.is_main_process:
-            from ldm_dis.viz.grids import save_image_grid
+            from ldm_dis.viz.grids import image_grid
 
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_image_grid(pictures.detach().float().cpu(), path, nrow=min(8, len(pictures)), title=f"step {self.step}")
+            grid = image_grid(pictures.detach().float().cpu(), nrow=min(8, len(pictures)), title=f"step {self.step}",
+                              caption=getattr(self.task, "sample_caption", "") or None)
+            grid.save(path)
+            self.log.image("samples", np.asarray(grid.convert("RGB")), self.step)
         return path
 
     # --------------------------------------------------------------------------------- checkpoints
@@ -205,6 +225,7 @@ class Trainer:
         from accelerate.utils import gather_object
 
         acc = self.accelerator
+        self._check_weights()
         rngs = gather_object([capture_rng(acc.device)]) if acc.num_processes > 1 else [capture_rng(acc.device)]
         path = None
         if acc.is_main_process:
@@ -222,13 +243,37 @@ class Trainer:
         acc.wait_for_everyone()
         return path
 
+    def _check_weights(self) -> None:
+        """Raise :class:`TrainingDiverged` (on every process) if a weight or an optimizer state is NaN or
+        inf: a finite loss does not make finite weights (an infinite learning rate, for one)."""
+        tensors = [*named_tensors({n: m.state_dict() for n, m in self._unwrapped().items()}),
+                   *named_tensors({f"optimizer {n}": o.state_dict()["state"] for n, o in self.task.optimizers().items()})]
+        bad, count = non_finite_tensors(tensors)
+        acc = self.accelerator
+        worst = acc.gather(torch.tensor([len(bad)], device=acc.device)).max().item()
+        if worst:
+            shown = ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else "") if bad else "on another process"
+            raise TrainingDiverged(
+                f"step {self.step}: {worst} of {count} tensors of the weights and optimizer states are NaN or "
+                f"infinite ({shown}); no checkpoint is written. Last good checkpoint: "
+                f"{last_good_checkpoint(self.run_dir) or 'none'}"
+            )
+
     def resume(self, checkpoint=None) -> Path:
         """Restore everything from ``checkpoint`` (default: the newest in run.dir), on every process."""
         acc = self.accelerator
-        if checkpoint is None and latest_checkpoint(self.run_dir) is None:
+        if checkpoint is None and not any(find_checkpoints(self.run_dir)):
             raise CheckpointError(f"--resume: run.dir {str(self.run_dir)!r} holds no checkpoint to resume from")
-        path = resolve_checkpoint(checkpoint or self.run_dir)
+        path = resolve_checkpoint(checkpoint or self.run_dir, quiet=not acc.is_main_process)  # newest intact
+        fresh_rates = capture_learning_rates(self.task)  # what the task derived from this run's train.lr
         state = load_checkpoint(path)
+        bad, _ = non_finite_tensors(named_tensors(state["modules"]))
+        if bad:  # never written by this trainer, which checks the weights before saving
+            raise CheckpointError(
+                f"{path}: {len(bad)} weight tensors are NaN or infinite (e.g. {bad[0]}); resuming would diverge at "
+                f"once. Last good checkpoint: {last_good_checkpoint(self.run_dir) or 'none'} (remove the newer ones "
+                "to resume from it)"
+            )
         load_modules(self._unwrapped(), state["modules"], str(path))
         for kind, objects in (("optimizers", self.task.optimizers()), ("schedulers", self.task.schedulers())):
             saved = state[kind]
@@ -239,6 +284,11 @@ class Trainer:
                     obj.load_state_dict(saved[name])
                 except (ValueError, KeyError, RuntimeError) as exc:
                     raise CheckpointError(f"{path}: {kind[:-1]} {name!r} does not fit the checkpoint: {exc}") from None
+        saved_lr = saved_config_value(path, "train.lr")
+        if saved_lr is not None and saved_lr != self.cfg.train.lr:  # --resume train.lr=...: the new rate, not the saved one
+            lines = apply_learning_rates(self.task, fresh_rates)
+            if acc.is_main_process:
+                print("resume: learning rates now " + "; ".join(lines))
         self.step = int(state["step"])
         if len(state["rng"]) == acc.num_processes:
             restore_rng(state["rng"][acc.process_index], acc.device)

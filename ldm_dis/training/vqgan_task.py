@@ -1,4 +1,4 @@
-"""The VQ-GAN first stage as a training task (SPEC 2.1, paper Table 7).
+"""The VQ-GAN first stage as a training task (paper Table 7).
 
 ``first_stage.codebook_init=data`` sets the codebook from the encoder outputs of the first batch before
 the first step (the main process's codebook, broadcast to the others). One step: reconstruct, update the
@@ -17,6 +17,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ldm_dis.config.validation import CODEBOOK_INITS
 from ldm_dis.errors import UserInputError
 from ldm_dis.models.perceptual import build_perceptual
 from ldm_dis.models.vqgan import FirstStage
@@ -31,10 +32,12 @@ def psnr(mse: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
 
 
 class VQGANTask:
+    sample_caption = "Rows of dataset images, each followed by the row of their VQ-GAN reconstructions."
+
     def __init__(self, cfg, dataset=None):
         fs = cfg.model.first_stage
-        if fs.codebook_init not in ("uniform", "data"):
-            raise UserInputError(f"model.first_stage.codebook_init={fs.codebook_init!r}: expected 'uniform' or 'data'")
+        if fs.codebook_init not in CODEBOOK_INITS:
+            raise UserInputError(f"model.first_stage.codebook_init={fs.codebook_init!r}: expected one of {CODEBOOK_INITS}")
         self.cfg = cfg
         self.first_stage = FirstStage.from_config(fs)
         self.loss = VQGANLoss(

@@ -1,6 +1,7 @@
 """Image grids with row and column labels, written as PNG (PIL only; no torchvision, no matplotlib).
 
-    save_image_grid(images, "grid.png", nrow=8, row_labels=["samples", "scale"], title="synth-shapes3d")
+    save_image_grid(images, "grid.png", nrow=8, row_labels=["samples", "scale"], title="synth-shapes3d",
+                    caption="what the labels mean, wrapped to the grid's width under it")
 
 Images are ``(n, C, H, W)`` in [-1, 1] with C = 1 or 3, laid out row by row, ``nrow`` per row (as in
 torchvision's ``make_grid``); an all-NaN image leaves its cell blank. Small images are enlarged by pixel repetition so that a 32x32 dataset is
@@ -46,6 +47,7 @@ def image_grid(
     row_labels: Optional[Sequence[str]] = None,
     col_labels: Optional[Sequence[str]] = None,
     title: Optional[str] = None,
+    caption: Optional[str] = None,
 ) -> Image.Image:
     """The grid as a PIL image (see :func:`save_image_grid`)."""
     x = to_uint8(images)
@@ -62,8 +64,15 @@ def image_grid(
     left = (max(text_w(str(s)) for s in row_labels) + 10) if row_labels else 0
     top = (line_h + 4 if title else 0) + (line_h if col_labels else 0)
 
-    canvas = Image.new("RGB", (left + ncol * (cw + _PAD) + _PAD, top + nrows * (ch + _PAD) + _PAD), "white")
+    width = left + ncol * (cw + _PAD) + _PAD
+    small = _font(11)
+    notes = _wrap(str(caption), width - 8, lambda t: probe.textbbox((0, 0), t, font=small)[2]) if caption else []
+    note_h = probe.textbbox((0, 0), "Ag", font=small)[3] + 3
+    bottom = top + nrows * (ch + _PAD) + _PAD
+    canvas = Image.new("RGB", (width, bottom + (len(notes) * note_h + 6 if notes else 0)), "white")
     draw = ImageDraw.Draw(canvas)
+    for k, line in enumerate(notes):
+        draw.text((4, bottom + 3 + k * note_h), line, fill="black", font=small)
     if title:
         draw.text((left + _PAD, 2), str(title), fill="black", font=font)
     for j, label in enumerate(col_labels or []):
@@ -83,12 +92,27 @@ def save_image_grid(
     row_labels: Optional[Sequence[str]] = None,
     col_labels: Optional[Sequence[str]] = None,
     title: Optional[str] = None,
+    caption: Optional[str] = None,
 ) -> Path:
-    """Write ``images`` ``(n, C, H, W)`` in [-1, 1] as a PNG grid with ``nrow`` images per row; returns the path."""
+    """Write ``images`` ``(n, C, H, W)`` in [-1, 1] as a PNG grid with ``nrow`` images per row; returns the path.
+    ``caption`` is drawn under the grid, wrapped to its width."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(images, nrow, row_labels, col_labels, title).save(path)
+    image_grid(images, nrow, row_labels, col_labels, title, caption).save(path)
     return path
+
+
+def _wrap(text: str, width: int, measure) -> list[str]:
+    """Greedy word wrap of ``text`` to lines whose ``measure(line)`` (pixels) fits ``width``."""
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and measure(candidate) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return lines + ([line] if line else [])
 
 
 def interleave_rows(originals: torch.Tensor, outputs: torch.Tensor, per_row: int = 8) -> torch.Tensor:

@@ -29,12 +29,15 @@ def draw_heatmap(
 
     matrix = np.asarray(matrix, dtype=np.float64)
     num_factors, num_codes = matrix.shape
-    code_labels = list(code_labels) if code_labels is not None else [f"z{j}" for j in range(num_codes)]
+    code_labels = list(code_labels) if code_labels is not None else [f"u{j}" for j in range(num_codes)]
     fig, ax = plt.subplots(figsize=(1.0 + 0.5 * num_codes, 1.0 + 0.45 * num_factors), dpi=120)
-    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax if vmax is not None else max(matrix.max(), 1e-12))
+    # aspect auto: the cells fill the axes (the figure size keeps them near square), so the colour bar
+    # beside them has their height
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax if vmax is not None else max(matrix.max(), 1e-12),
+                      aspect="auto")
     ax.set_xticks(range(num_codes), code_labels, rotation=90)
     ax.set_yticks(range(num_factors), list(factor_names))
-    ax.set_xlabel("latent code")
+    ax.set_xlabel("latent unit")
     ax.set_ylabel("factor")
     ax.set_title(title)
     if num_codes * num_factors <= 400:

@@ -4,7 +4,8 @@ Interchange, one column per (source, target) pair, rows top to bottom:
     source             the source images
     target             the target images
     source units       generated from the source's own units (the reference every swap is compared with)
-    u<i> <- target     generated with unit i from the target, labelled with the unit's best factor
+    u<i> <- target     generated with unit i from the target, labelled with the unit's best factor and
+                       that match's NMI (the caption under the grid says so)
 Interpolation, one row per pair: image a, the generated strip from a's units to b's, image b.
 """
 
@@ -32,11 +33,18 @@ def interchange_rows(sources: torch.Tensor, targets: torch.Tensor, panels: torch
     return rows.reshape(-1, *panels.shape[2:]), labels
 
 
+INTERCHANGE_CAPTION = ("Row 'u<i> <- target': the source's units with unit i taken from the target, all rows "
+                       "from one initial noise.")
+NMI_CAPTION = (" After the unit: the factor it matches best and that match's NMI (normalized mutual information, "
+               "0 = independent, 1 = the unit determines the factor).")
+
+
 def save_interchange_grid(path: str | Path, sources: torch.Tensor, targets: torch.Tensor, panels: torch.Tensor,
                           unit_labels: Optional[Sequence[str]] = None, title: Optional[str] = None) -> Path:
-    """Write the interchange grid (see the module docstring); returns the path."""
+    """Write the interchange grid (see the module docstring) with its caption; returns the path."""
     images, labels = interchange_rows(sources, targets, panels, unit_labels)
-    return save_image_grid(images, path, nrow=panels.shape[0], row_labels=labels, title=title)
+    caption = INTERCHANGE_CAPTION + (NMI_CAPTION if unit_labels else "")
+    return save_image_grid(images, path, nrow=panels.shape[0], row_labels=labels, title=title, caption=caption)
 
 
 def save_interpolation_grid(path: str | Path, first: torch.Tensor, second: torch.Tensor, strips: torch.Tensor,

@@ -57,7 +57,9 @@ def save_unit_scatter(path: str | Path, units: np.ndarray, factors: np.ndarray, 
     num_factors = factors.shape[1]
     cols = min(3, num_factors)
     rows = int(np.ceil(num_factors / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.1 * rows + (0.3 if title else 0)), squeeze=False)
+    # constrained layout: panel titles, colour bars and the two-line title never overlap
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.1 * rows + (0.3 if title else 0)), squeeze=False,
+                             layout="constrained")
     used = "PCA"
     for f, unit in enumerate(best_units(nmi)):
         ax = axes.flat[f]
@@ -68,7 +70,7 @@ def save_unit_scatter(path: str | Path, units: np.ndarray, factors: np.ndarray, 
         cmap = "tab10" if k <= 10 else "viridis"
         points = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap=cmap, vmin=-0.5 if k <= 10 else None,
                             vmax=9.5 if k <= 10 else None, s=4, alpha=0.7, linewidths=0)
-        ax.set_title(f"{factor_names[f]}: unit {unit} (NMI {nmi[f, unit]:.2f})", fontsize=8)
+        ax.set_title(f"{factor_names[f]}: u{unit} (NMI {nmi[f, unit]:.2f})", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
         bar = fig.colorbar(points, ax=ax, fraction=0.046, pad=0.02)
@@ -80,5 +82,4 @@ def save_unit_scatter(path: str | Path, units: np.ndarray, factors: np.ndarray, 
         ax.axis("off")
     fig.suptitle((title + "\n" if title else "") + f"each factor's best unit, {used} projection, coloured by factor value",
                  fontsize=8)
-    fig.tight_layout(pad=0.4, rect=(0, 0, 1, 0.93 if title else 0.96))
     return save_figure(fig, path, dpi=110)

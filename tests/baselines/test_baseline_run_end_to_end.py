@@ -21,7 +21,7 @@ def test_train_then_sample_from_the_run_folder(tmp_path):
     assert (run_dir / "samples" / "step_0000003.png").is_file()
 
     assert cli_main(["sample", "traverse", str(run_dir), "--images", "1", "--steps", "3", "--reference", "16"]) == 0
-    assert (run_dir / "samples" / "traverse.png").is_file()
+    assert (run_dir / "pictures" / "traverse.png").is_file()  # with the other pictures, beside the trainer's samples/
     out = tmp_path / "swap.png"
     assert cli_main(["sample", "swap", str(run_dir), "--pairs", "1", "--out", str(out)]) == 0
     assert out.is_file()

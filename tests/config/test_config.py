@@ -1,6 +1,5 @@
 """Typed configs: every shipped file loads, overrides are typed, mistakes fail early and helpfully."""
 
-from pathlib import Path
 
 import pytest
 
@@ -86,10 +85,14 @@ def test_malformed_override_and_yaml_are_clear(tmp_path):
 
 
 def test_config_cannot_name_arbitrary_code():
-    # components are chosen by registry name; an import path is just an unknown name
+    # components are chosen by registry name; an import path is just an unknown name, at load and at build
+    from omegaconf import OmegaConf
+
     from ldm_dis.bottlenecks import build_bottleneck
+    from ldm_dis.config.schema import BottleneckConfig
     from ldm_dis.errors import UserInputError
 
-    cfg = load_config(None, ["model.bottleneck.kind=os.system"])
+    with pytest.raises(ConfigError, match="`model.bottleneck.kind`='os.system' is unknown"):
+        load_config(None, ["model.bottleneck.kind=os.system"])
     with pytest.raises(UserInputError, match="model.bottleneck.kind='os.system' is unknown"):
-        build_bottleneck(cfg.model.bottleneck, 4, 8)
+        build_bottleneck(OmegaConf.structured(BottleneckConfig(kind="os.system")), 4, 8)

@@ -101,12 +101,12 @@ def test_truncated_npy(tmp_path):
     fails({"name": "arrays", "path": str(tmp_path / "x.npy"), "factor_sizes": [24]}, "x.npy", "truncated")
 
 
-def test_dsprites_missing_metadata_and_wrong_images(tmp_path):
+def test_dsprites_missing_classes_and_wrong_images(tmp_path):
     np.savez(tmp_path / "d.npz", imgs=np.zeros((4, 64, 64), np.uint8))
-    fails({"name": "dsprites", "path": str(tmp_path / "d.npz")}, "'metadata'", "arrays ['imgs']")
+    fails({"name": "dsprites", "path": str(tmp_path / "d.npz")}, "'latents_classes'", "arrays ['imgs']")
     write_dsprites(tmp_path / "ok.npz")
-    with np.load(tmp_path / "ok.npz", allow_pickle=True) as npz:
-        parts = dict(npz)
+    with np.load(tmp_path / "ok.npz") as npz:
+        parts = {k: npz[k] for k in ("imgs", "latents_classes", "latents_values")}
     parts["imgs"] = np.zeros((48, 64, 64, 3), np.uint8)
     np.savez(tmp_path / "bad.npz", **parts)
     fails({"name": "dsprites", "path": str(tmp_path / "bad.npz"), "cache_dir": str(tmp_path)}, "(N, H, W)", "(48, 64, 64, 3)")
@@ -167,3 +167,33 @@ def test_cache_that_does_not_fit_on_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
     fails({"name": "mpi3d", "path": str(tmp_path / "mpi3d_real.npz"), "factor_sizes": [2, 2, 1, 1, 1, 3, 4]},
           "writable cache location", "GiB free")
+
+
+@pytest.mark.parametrize("poison, found", [
+    (lambda x: x.__setitem__((5, 0, 3, 3), np.nan), "1 images with NaN and 0 with inf values (the first is row 5)"),
+    (lambda x: x.__setitem__((2, 0, 0, 0), np.inf), "0 images with NaN and 1 with inf values (the first is row 2)"),
+    (lambda x: x.__imul__(255.0), "0..255 floats: divide by 255"),
+    (lambda x: x.__isub__(0.5), "values from -0.4997 to 0.4972"),
+])
+def test_float_images_must_be_finite_and_in_0_1(tmp_path, poison, found):
+    images = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
+    poison(images)
+    for file in ("x.npz", "x.h5"):
+        if file.endswith(".npz"):
+            np.savez(tmp_path / file, images=images)
+        else:
+            with h5py.File(tmp_path / file, "w") as fh:
+                fh["images"] = images
+        cfg = {"name": "arrays", "path": str(tmp_path / file), "factor_sizes": [6], "resolution": 8}
+        fails(cfg, tmp_path / file, "finite floats in [0, 1]", found)
+
+
+def test_float_images_are_scanned_in_pieces(tmp_path):
+    from ldm_dis.data.storage import open_array
+    from ldm_dis.data.stored import check_float_images
+
+    images = np.zeros((10, 4, 4), np.float64)
+    images[9, 1, 1] = np.nan  # in the last piece of 3 rows
+    np.save(tmp_path / "x.npy", images)
+    with pytest.raises(DatasetError, match="the first is row 9"):
+        check_float_images(open_array(tmp_path / "x.npy", "", "arrays"), "arrays", chunk_bytes=3 * 16 * 8)

@@ -119,8 +119,9 @@ def test_works_in_a_dataloader_with_two_workers():
     images, factors = zip(*loader)
     images, factors = torch.cat(images), torch.cat(factors)
     assert images.shape == (64, 3, 32, 32) and factors.shape == (64, 6)
-    np.testing.assert_array_equal(images.numpy(), ds.images_at(np.arange(64)))
-    np.testing.assert_array_equal(factors.numpy(), ds.factors_of(np.arange(64)))
+    rows = ds.grid_indices(np.arange(64))  # data.subset: 64 images drawn across the whole grid
+    np.testing.assert_array_equal(images.numpy(), ds.images_at(rows))
+    np.testing.assert_array_equal(factors.numpy(), ds.factors_of(rows))
 
 
 @pytest.mark.parametrize("resolution", [32, 64])

@@ -1,4 +1,4 @@
-"""Small files in exactly the formats of the real datasets (SPEC section 4), and their expected images."""
+"""Small files in exactly the formats of the real datasets, and their expected images."""
 
 from __future__ import annotations
 
@@ -46,16 +46,18 @@ def write_mpi3d(path: Path, n: int = 48, compressed: bool = False, key: str = "i
     return img
 
 
-def write_dsprites(path: Path, latents_sizes=(1, 3, 2, 2, 2, 2)):
-    """As the release: compressed npz with imgs (0/1), latents_classes, latents_values, pickled metadata."""
+def write_dsprites(path: Path, latents_sizes=(1, 3, 2, 2, 2, 2), metadata=None):
+    """As the release: compressed npz with imgs (0/1), latents_classes, latents_values and a pickled
+    ``metadata`` object (the loader must never unpickle it; pass any object to have it pickled there)."""
     classes = grid(latents_sizes)
     imgs = np.random.default_rng(2).integers(0, 2, (len(classes), 64, 64), dtype=np.uint8)
-    metadata = {
-        "date": "April 2017", "description": "small test file in the dSprites format", "version": 1,
-        "latents_names": ("color", "shape", "scale", "orientation", "posX", "posY"),
-        "latents_sizes": np.array(latents_sizes), "author": "test", "title": "dSprites dataset",
-        "latents_possible_values": {"shape": np.arange(1.0, 1.0 + latents_sizes[1])},
-    }
+    if metadata is None:
+        metadata = {
+            "date": "April 2017", "description": "small test file in the dSprites format", "version": 1,
+            "latents_names": ("color", "shape", "scale", "orientation", "posX", "posY"),
+            "latents_sizes": np.array(latents_sizes), "author": "test", "title": "dSprites dataset",
+            "latents_possible_values": {"shape": np.arange(1.0, 1.0 + latents_sizes[1])},
+        }
     np.savez_compressed(path, imgs=imgs, latents_classes=classes, latents_values=classes.astype(np.float64),
                         metadata=np.array(metadata, dtype=object))
     return imgs

@@ -96,7 +96,16 @@ def test_cli_evaluate_codes_writes_json_and_heatmaps(tmp_path, capsys):
     assert result["preset"] == "fast" and result["factor_names"] == ["colour", "size", "shape"]
     assert result["scores"]["dci"]["disentanglement"] > 0.9
     assert (out / "nmi.png").stat().st_size > 0 and (out / "dci_importance.png").stat().st_size > 0
-    assert "preset: fast" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "preset: fast" in out and "{" not in out  # tables, not Python dicts
+    assert "num_train 150 (--set)" in out  # the sample sizes used, overrides marked
+    assert any(line.split()[:2] == ["dci", "disentanglement"] for line in out.splitlines())
+
+
+def test_cli_evaluate_needs_exactly_one_source(tmp_path, capsys):
+    assert main(["evaluate", "--metrics", "mig"]) == 2
+    assert "a RUN folder, or --codes" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--codes", str(tmp_path / "c.npz")]) == 2
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
@@ -113,16 +122,15 @@ def test_cli_evaluate_checkpoint_uses_load_evaluation_source(tmp_path, monkeypat
     from ldm_dis.config.schema import Config
 
     run_dir = tmp_path / "run"
-    (run_dir / "checkpoints" / "step_0000001").mkdir(parents=True)
-    (run_dir / "checkpoints" / "step_0000001" / "state.json").write_text("{}")
+    run_dir.mkdir()
     seen = []
 
     def fake_load(checkpoint, data_path=None):
         seen.append(checkpoint)
-        return export.EvaluationSource(OmegaConf.structured(Config), FactorImageDataset((3, 4, 2)), AlignedCodes(3), None)
+        return export.EvaluationSource(OmegaConf.structured(Config), FactorImageDataset((3, 4, 2)), AlignedCodes(3), None, run_dir)
 
     monkeypatch.setattr(export, "load_evaluation_source", fake_load)
-    assert main(["evaluate", "--checkpoint", str(run_dir), "--metrics", "mig", "--jobs", "1",
+    assert main(["evaluate", str(run_dir), "--metrics", "mig", "--jobs", "1",
                  "--set", "mig.num_train=300"]) == 0
     result = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert seen == [run_dir] and result["scores"]["mig"]["discrete_mig"] > 0.8

@@ -9,8 +9,8 @@ from PIL import Image
 
 from ldm_dis.cli import main
 from ldm_dis.config.loading import load_config
-from ldm_dis.viz.attention import scaled_maps
-from ldm_dis.viz.curves import curves_from_records
+from ldm_dis.viz.attention import MIN_RANGE, colour_limits, relative_log2
+from ldm_dis.viz.curves import curves_from_records, fold_constants_and_copies
 from ldm_dis.viz.scatter import project_2d
 from ldm_dis.viz.unit_labels import best_units, unit_factor_nmi, unit_labels
 
@@ -53,7 +53,7 @@ def _png(path):
 ])
 def test_every_figure_command_writes_a_png(tiny_run, tmp_path, command, extra):
     out = tmp_path / "figure.png"
-    assert main([*command, "--checkpoint", str(tiny_run), "--out", str(out), *extra]) == 0
+    assert main([*command, str(tiny_run), "--out", str(out), *extra]) == 0
     _png(out)
     if command == ["attention"]:  # the raw maps: (images, units, H, W), a distribution over units per pixel
         maps = np.load(out.with_suffix(".npy"))
@@ -61,14 +61,40 @@ def test_every_figure_command_writes_a_png(tiny_run, tmp_path, command, extra):
         np.testing.assert_allclose(maps.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_default_output_goes_to_the_run_folder(tiny_run):
-    assert main(["plot", "curves", "--checkpoint", str(tiny_run)]) == 0
-    _png(tiny_run / "pictures" / "curves.png")
+def test_default_output_goes_to_the_run_folder_and_is_never_replaced_silently(tiny_run, capsys):
+    picture = tiny_run / "pictures" / "loss_curves.png"  # the name the quickstart gives it
+    assert main(["plot", "curves", str(tiny_run)]) == 0
+    _png(picture)
+    before = picture.read_bytes()
+    assert main(["plot", "curves", str(tiny_run)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err and picture.read_bytes() == before
+    assert main(["plot", "curves", str(tiny_run), "--overwrite"]) == 0
+
+
+def test_the_older_checkpoint_flag_still_names_the_run(tiny_run, tmp_path, capsys):
+    out = tmp_path / "curves.png"
+    assert main(["plot", "curves", "--checkpoint", str(tiny_run), "--out", str(out)]) == 0
+    _png(out)
+    assert "deprecated" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # both forms at once: a usage error
+        main(["plot", "curves", str(tiny_run), "--checkpoint", str(tiny_run)])
+
+
+def test_ddim_steps_default_to_the_runs_own(tiny_run):
+    import argparse
+
+    from ldm_dis.commands.picture_args import ddim_settings
+    from ldm_dis.sampling.components import load_ldm_components
+
+    ldm = load_ldm_components(tiny_run)
+    assert ddim_settings(ldm, argparse.Namespace(steps=None, eta=None)) == (ldm.cfg.model.diffusion.sample_steps,
+                                                                          ldm.cfg.model.diffusion.eta)
+    assert ddim_settings(ldm, argparse.Namespace(steps=7, eta=0.5)) == (7, 0.5)
 
 
 def test_missing_run_is_a_clear_error(tmp_path, capsys):
     run = tmp_path / "missing"
-    assert main(["attention", "--checkpoint", str(run), "--steps", "1"]) == 2
+    assert main(["attention", str(run), "--steps", "1"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -87,14 +113,19 @@ def test_unit_labels_name_the_factor_a_unit_copies():
     assert nmi[1, 0] > 0.8 and nmi[1, 1] < 0.2
 
 
-def test_scaled_maps_by_unit_and_by_row():
-    maps = np.zeros((1, 2, 2, 2))
-    maps[0, 0] = [[0.9, 0.7], [0.8, 0.6]]
-    maps[0, 1] = 1 - maps[0, 0]
-    by_unit = scaled_maps(maps, "unit")
-    assert by_unit.min() == 0 and np.allclose(by_unit.max(axis=(2, 3)), 1)
-    by_row = scaled_maps(maps, "row")
-    np.testing.assert_allclose(by_row, maps / 0.9)  # the weak unit stays dark
+def test_attention_colours_are_relative_to_uniform_and_near_uniform_stays_pale():
+    n = 4
+    uniform = np.full((1, n, 2, 2), 1 / n)
+    near = uniform * (1 + 0.02 * np.array([1, -1, 1, -1])[None, :, None, None])
+    strong = np.zeros((1, n, 2, 2)) + 0.02
+    strong[0, 0] = 1 - 0.02 * (n - 1)  # unit 0 takes 94% everywhere
+    rel = relative_log2(np.concatenate([uniform, near, strong]))
+    np.testing.assert_allclose(rel[0], 0, atol=1e-12)  # uniform attention is the centre of the scale (white)
+    limits = colour_limits(rel, "row")
+    assert limits[0] == limits[1] == MIN_RANGE  # a 2% wobble is not stretched over the whole colour scale
+    assert np.abs(rel[1]).max() / limits[1] < 0.05
+    assert limits[2] == np.ceil(np.log2(n * strong[0, 0, 0, 0]) * 2) / 2 == 2.0  # the strongest unit sets its row's scale
+    assert np.all(colour_limits(rel, "all") == limits.max())
 
 
 def test_pca_projection_keeps_the_main_direction():
@@ -117,3 +148,11 @@ def test_curves_from_records_skips_bookkeeping_and_groups_prefixes():
     key, steps, values = panels["loss"][0]
     assert key == "loss" and list(steps) == [10] and list(values) == [0.5]  # the None (non-finite) is left out
     assert [k for k, *_ in panels["dyga/k"]] == ["dyga/k_unit0", "dyga/k_unit1"]
+
+
+def test_constant_values_and_copies_get_no_panel():
+    records = [{"step": s, "loss": 1.0 / s, "diffusion": 1.0 / s, "lr/ldm": 3e-4, "images_per_s": 10.0 + s}
+               for s in (1, 2, 3)]
+    panels, notes = fold_constants_and_copies(curves_from_records(records))
+    assert sorted(panels) == ["images_per_s", "loss = diffusion"]
+    assert notes == ["lr/ldm = 0.0003"]

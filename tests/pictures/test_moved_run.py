@@ -36,17 +36,17 @@ def moved_run(tmp_path_factory):
 def test_a_moved_run_still_samples_and_draws_attention(moved_run, tmp_path):
     run, _ = moved_run
     out = tmp_path / "grid.png"
-    assert main(["sample", "interchange", "--checkpoint", str(run), "--out", str(out), "--pairs", "2",
+    assert main(["sample", "interchange", str(run), "--out", str(out), "--pairs", "2",
                  "--steps", "2", "--nmi-images", "32"]) == 0
     assert out.stat().st_size > 1000
-    assert main(["attention", "--checkpoint", str(run), "--out", str(tmp_path / "att.png"), "--images", "2",
+    assert main(["attention", str(run), "--out", str(tmp_path / "att.png"), "--images", "2",
                  "--steps", "2", "--nmi-images", "0"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "att.npy").sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_a_moved_run_is_evaluated(moved_run, tmp_path):
     run, _ = moved_run
-    assert main(["evaluate", "--checkpoint", str(run), "--metrics", "mig", "--fast", "--jobs", "1",
+    assert main(["evaluate", str(run), "--metrics", "mig", "--fast", "--jobs", "1",
                  "--out", str(tmp_path / "eval")]) == 0
     assert any((tmp_path / "eval").iterdir())
 

@@ -12,7 +12,8 @@ SMALL = ["data.subset=64", "data.num_workers=0", "train.batch_size=8", "train.lo
 
 @pytest.mark.slow
 def test_ldm_pipeline_trains_first_stage_then_ldm_then_exports(tmp_path):
-    args = ["--config", "quickstart.yaml", *SMALL, f"run.dir={tmp_path / 'ldm'}", "model.first_stage.max_steps=2",
+    args = ["--config", "quickstart.yaml", *SMALL, f"run.dir={tmp_path / 'ldm'}",
+            f"run.first_stage_cache={tmp_path / '.first_stage'}", "model.first_stage.max_steps=2",
             "model.first_stage.batch_size=8", "model.first_stage.ckpt_every=2", "model.diffusion.sample_steps=2"]
     assert main([*args, "train.max_steps=2"]) == 0
     assert main([*args, "train.max_steps=3", "--resume", "--export-codes"]) == 0

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from ldm_dis.config.loading import load_config
+from ldm_dis.errors import UserInputError
 from ldm_dis.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
 from ldm_dis.training.pipeline import run_training
 from ldm_dis.training.run_log import read_log
@@ -101,6 +102,56 @@ def test_exported_codes_follow_dataset_order_and_match_the_representation_fn(tin
     _, representation_fn = load_representation(trainer.run_dir, dataset=data)
     images = np.stack([data[i][0].numpy() for i in range(12)])
     np.testing.assert_allclose(representation_fn(images), saved["codes"], rtol=1e-6, atol=1e-6)
+
+
+def test_export_of_a_random_subset_keeps_each_rows_factors(tiny, tmp_path, capsys):
+    from ldm_dis.training.export import export_representation
+
+    make, data = tiny
+    trainer = run_training(make(), dataset=data, export_codes=str(tmp_path / "all.npz"))
+    full = np.load(tmp_path / "all.npz")
+    part = np.load(export_representation(trainer.run_dir, tmp_path / "part.npz", batch_size=4, dataset=data,
+                                         num=5, seed=1))
+    index = np.ravel_multi_index(tuple(part["factors"].T), (4, 3))
+    assert len(index) == 5 and len(np.unique(index)) == 5 and np.all(np.diff(index) > 0)  # distinct, in order
+    np.testing.assert_allclose(part["codes"], full["codes"][index], rtol=1e-6, atol=1e-6)
+    again = np.load(export_representation(trainer.run_dir, tmp_path / "again.npz", dataset=data, num=5, seed=1))
+    np.testing.assert_array_equal(again["factors"], part["factors"])  # seeded
+    assert "export: 100%" in capsys.readouterr().err  # the progress bar, with its rate
+    from ldm_dis.cli import main  # evaluate scores a partial export by sampling among its rows
+
+    assert main(["evaluate", "--codes", str(tmp_path / "part.npz"), "--metrics", "mig", "--jobs", "1",
+                 "--set", "mig.num_train=40", "--out", str(tmp_path / "eval")]) == 0
+    with pytest.raises(UserInputError, match="--num 0"):
+        export_representation(trainer.run_dir, tmp_path / "none.npz", dataset=data, num=0)
+
+
+@pytest.mark.parametrize("num_processes", [1, 2, 3])
+def test_export_batches_split_across_processes_come_back_in_order(num_processes):
+    from ldm_dis.training.export import _Batches
+
+    positions = np.array([3, 5, 8, 9, 11, 20, 21, 30])
+    shares = [_Batches(None, positions, 3, r, num_processes) for r in range(num_processes)]  # 3, 3, 2 rows
+    assert len(shares[0]) == 3 and [shares[0].size(k) for k in range(3)] == [3, 3, 2]
+    gathered = [np.concatenate([b.rows(k) for b in shares]) for k in range(3)]  # what accelerator.gather returns
+    assert all(len(b.rows(k)) == len(shares[0].rows(k)) for b in shares for k in range(3))  # equal shares
+    kept = np.concatenate([g[:shares[0].size(k)] for k, g in enumerate(gathered)])  # as encode_dataset trims
+    np.testing.assert_array_equal(kept, positions)
+
+
+def test_export_command_names_the_run_and_keeps_an_existing_file(tiny, monkeypatch, capsys):
+    import ldm_dis.data
+    from ldm_dis.cli import main
+
+    make, data = tiny
+    trainer = run_training(make(), dataset=data)
+    monkeypatch.setattr(ldm_dis.data, "build_dataset", lambda cfg: data)
+    assert main(["export", str(trainer.run_dir), "--num", "6"]) == 0
+    assert np.load(trainer.run_dir / "codes.npz")["codes"].shape == (6, 3)
+    assert main(["export", str(trainer.run_dir)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["export", str(trainer.run_dir), "--overwrite"]) == 0
+    assert np.load(trainer.run_dir / "codes.npz")["codes"].shape == (12, 3)
 
 
 def test_resume_without_config_uses_the_runs_own_config(tiny):

@@ -93,7 +93,10 @@ class TinyTask:
             print("HANGING", flush=True)
             import time
 
-            time.sleep(600)  # the test kills us here
+            # the test kills us here, or lets us go on by creating the file TINY_RELEASE_FILE names
+            release, deadline = os.environ.get("TINY_RELEASE_FILE"), time.time() + 600
+            while time.time() < deadline and not (release and os.path.exists(release)):
+                time.sleep(0.05)
         if np.random.rand() < 0.5:  # numpy stream
             images = images.flip(-1)
         noisy = images + 0.05 * (1 + random.random()) * torch.randn_like(images)  # python + torch streams

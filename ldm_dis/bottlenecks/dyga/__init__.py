@@ -1,4 +1,4 @@
-"""Dynamic Gaussian Anchoring (paper Sec. 3.2, Algorithms 1-3; SPEC 2.5).
+"""Dynamic Gaussian Anchoring (paper Sec. 3.2, Algorithms 1-3).
 
 hddc.py: the HDDC Gaussian-mixture estimator (scikit-learn style, numpy only);
 anchor_selection.py: K0 Gaussians, split by density or at random, filter, refit (one unit);

@@ -1,4 +1,4 @@
-"""Feature alignment (paper Algorithm 3; SPEC 2.5): pull each unit's feature toward its anchor.
+"""Feature alignment (paper Algorithm 3): pull each unit's feature toward its anchor.
 
 For unit i of a sample with feature c (D values):
 

@@ -1,4 +1,4 @@
-"""Anchor selection for one latent unit (paper Sec. 3.2.1, Algorithm 2; SPEC 2.5).
+"""Anchor selection for one latent unit (paper Sec. 3.2.1, Algorithm 2).
 
 1. k-means++ seeds K0 Gaussians; HDDC fits them with EM (on a subsample of at most
    ``search_samples`` points; steps 1-2 search, EM on every point then refits what they found).

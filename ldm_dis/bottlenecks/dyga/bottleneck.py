@@ -66,7 +66,7 @@ def _worker_context():
 
 
 class DyGABottleneck(Bottleneck):
-    """Dynamic Gaussian Anchoring on N tokens of D values (SPEC 2.5).
+    """Dynamic Gaussian Anchoring on N tokens of D values (paper Sec. 3.2).
 
     Buffers (N units, K = cfg.k_max, D): center (N, D), scale (N,): feature normalization of the last
     fitted set; means (N, K, D), variances (N, K, D) (structured spectrum a_1..a_d, b..b), eigenvectors
