@@ -19,27 +19,21 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 
 @torch.no_grad()
-def conditioning_gap(task, images: torch.Tensor, timesteps, generator: torch.Generator, loss_type: str = "l1"):
-    """Rows (t, loss with own units, loss with another image's units, gap) for ``images`` (B, 3, R, R)."""
-    losses = {"l1": F.l1_loss, "l2": F.mse_loss}  # as diffusion_loss
-    if loss_type not in losses:
-        raise ValueError(f"loss_type={loss_type!r}: expected 'l1' or 'l2'")
-    loss = losses[loss_type]
-    latents = task.first_stage.encode(images).float() * task.first_stage.latent_scale
-    units = task.encode(images)
+def conditioning_gap(model, images: torch.Tensor, timesteps, generator: torch.Generator):
+    """Rows (t, loss with own units, loss with another image's units, gap) for ``images`` (B, 3, R, R), by
+    the model's own (unweighted) diffusion loss; ``model`` is a LatentDiffusion in eval mode (EMA U-Net)."""
+    latents = model.latents(images)
+    units = model.encode(images)
     other = units.roll(1, dims=0)
-    unet = task.ema_unet.shadow.eval()
     rows = []
     for t0 in timesteps:
-        t = torch.full((len(images),), int(t0), dtype=torch.long, device=latents.device)
-        noise = torch.randn(latents.shape, generator=generator).to(latents.device)  # a CPU generator
-        x_t = task.noise_scheduler.add_noise(latents, noise, t)
-        own = float(loss(unet(x_t, t, units), noise))
-        shuffled = float(loss(unet(x_t, t, other), noise))
+        seed = int(torch.randint(0, 2 ** 62, (), generator=generator))  # the same noise for both conditionings
+        own, shuffled = (float(model.denoising_loss(latents, u, t=int(t0), weighted=False,
+                                                    generator=torch.Generator(latents.device).manual_seed(seed)))
+                         for u in (units, other))
         rows.append({"t": int(t0), "own": own, "shuffled": shuffled, "gap": shuffled - own})
     return rows
 
@@ -51,23 +45,25 @@ def main(argv=None) -> int:
     p.add_argument("--timesteps", type=int, nargs="+", default=[0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--data", help="the dataset file, when the run's data.path is elsewhere on this machine")
     args = p.parse_args(argv)
 
-    from ldm_dis.training.checkpoint import load_task_from_checkpoint
+    from ldm_dis.models.ldm import LatentDiffusion
+    from ldm_dis.runs import load_run_config
+    from ldm_dis.sampling.components import run_dataset
 
-    cfg, task = load_task_from_checkpoint(args.checkpoint)
+    cfg = load_run_config(args.checkpoint)
     if cfg.model.kind != "ldm":
         raise SystemExit(f"{args.checkpoint}: model.kind={cfg.model.kind!r}; the conditioning gap needs an LDM run")
     bad = [t for t in args.timesteps if not 0 <= t < cfg.model.diffusion.num_train_timesteps]
     if bad:
         raise SystemExit(f"--timesteps {bad}: expected 0 <= t < {cfg.model.diffusion.num_train_timesteps}")
-    from ldm_dis.data import build_dataset
-
-    dataset = build_dataset(cfg.data)
+    model = LatentDiffusion.from_pretrained(args.checkpoint, ema=True)
+    dataset = run_dataset(cfg, args.data)
     g = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(len(dataset), generator=g)[: args.num_images].tolist()
-    images = torch.stack([torch.as_tensor(dataset[i][0]) for i in idx]).float().to(task.accelerator.device)
-    rows = conditioning_gap(task, images, args.timesteps, g, cfg.model.diffusion.loss)
+    images = torch.stack([torch.as_tensor(dataset[i][0]) for i in idx]).float().to(model.device)
+    rows = conditioning_gap(model, images, args.timesteps, g)
 
     print(f"{args.checkpoint}: {len(idx)} images, {cfg.model.diffusion.loss} loss of the EMA U-Net")
     print("| t | own units | another image's units | gap |\n| ---: | ---: | ---: | ---: |")

@@ -6,6 +6,7 @@ The kind table below is the whole difference between the ten baselines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict
 
 import torch
@@ -54,6 +55,8 @@ class BaselineModel(nn.Module):
         if cfg.likelihood not in losses.LIKELIHOODS:
             raise ValueError(f"model.baseline.likelihood must be one of {losses.LIKELIHOODS}, got {cfg.likelihood!r}")
         self.kind, self.likelihood, self.latent_dim = kind, cfg.likelihood, latent_dim
+        self.baseline_cfg, self.num_channels, self.resolution = cfg, int(num_channels), int(resolution)
+        self.dataset_size = int(dataset_size)
         spec = KINDS[kind]
         options = dict(spec.options)
         if spec.latent == "Gaussian":
@@ -83,3 +86,58 @@ class BaselineModel(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes (B, d) -> images (B, C, H, W) in [-1, 1]."""
         return losses.decoded_to_images(self.decoder(z), self.likelihood)
+
+    # ------------------------------------------------------------------------------ save and load
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """``folder/model_config.json`` (kind, image shape, latent size, ``model.baseline``) and
+        ``folder/model.safetensors`` (this model's state dict), written atomically."""
+        from ldm_dis.config.loading import config_to_dict
+        from ldm_dis.models.pretrained import WEIGHTS_NAME, write_model_config
+        from ldm_dis.models.weights import write_tensors
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_tensors(folder / WEIGHTS_NAME, self.state_dict())
+        write_model_config(folder, {"kind": self.kind, "resolution": self.resolution, "num_channels": self.num_channels,
+                                    "latent_dim": self.latent_dim, "dataset_size": self.dataset_size,
+                                    "model": {"baseline": config_to_dict(self.baseline_cfg)}})
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device=None) -> "BaselineModel":
+        """A model in eval mode from a ``save_pretrained`` folder, a run folder (its newest checkpoint), a
+        checkpoint folder or a file in one; no dataset or optimizer. From a run, the latent size and image
+        channels are read from the weights (the config may leave ``latent_dim`` to the dataset)."""
+        from ldm_dis.errors import CheckpointError
+        from ldm_dis.models.pretrained import WEIGHTS_NAME, is_saved_model, model_section, read_model_config
+        from ldm_dis.models.weights import load_strict, read_tensors, with_prefix
+
+        if is_saved_model(path):
+            record = read_model_config(path)
+            if record["kind"] not in KINDS:
+                raise CheckpointError(f"{path} holds a {record['kind']!r} model, not a VAE-family baseline")
+            section = model_section(record, str(path)).baseline
+            model = cls(record["kind"], section, record["num_channels"], record["resolution"], record["latent_dim"],
+                        record.get("dataset_size", 1))
+            file, state = Path(path) / WEIGHTS_NAME, read_tensors(Path(path) / WEIGHTS_NAME)
+        else:
+            from ldm_dis.runs import MODEL_FILE, load_run_config, resolve_checkpoint
+
+            folder = resolve_checkpoint(path)
+            cfg = load_run_config(folder)
+            if cfg.model.kind not in KINDS:
+                raise CheckpointError(f"{folder} is a model.kind={cfg.model.kind!r} run, not a VAE-family baseline")
+            file = folder / MODEL_FILE
+            state = with_prefix(read_tensors(file), "model.")
+            try:
+                latent_dim = state["decoder.fc.0.weight"].shape[1]
+                last = max(int(k.split(".")[2]) for k in state if k.startswith("decoder.deconv.") and k.endswith(".weight"))
+                channels = state[f"decoder.deconv.{last}.weight"].shape[1]
+            except (KeyError, ValueError):
+                raise CheckpointError(f"{file}: no baseline decoder under model.decoder.*") from None
+            model = cls(cfg.model.kind, cfg.model.baseline, channels, cfg.data.resolution, latent_dim)
+        load_strict(model, state, str(file))
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return model.to(device).eval()
+

@@ -134,6 +134,10 @@ class BaselineTask:
             logs["tc_disc"] = disc_loss
         return {name: value.detach() for name, value in logs.items()}
 
+    def save_pretrained(self, folder):
+        """The trained model as a ``save_pretrained`` folder (see :meth:`BaselineModel.save_pretrained`)."""
+        return self.unwrapped().save_pretrained(folder)
+
     def on_epoch_end(self, epoch: int, trainer) -> Optional[Dict[str, float]]:
         return None
 

@@ -71,7 +71,6 @@ def check_writable(path: str | Path, args: argparse.Namespace) -> Path:
 
 def run_dir_of(run: str | Path) -> Path:
     """The run folder of RUN (a run folder, a checkpoint folder or a file in one)."""
-    from ldm_dis.training.checkpoint import CHECKPOINT_DIR, resolve_checkpoint
+    from ldm_dis.runs import run_dir_of as of
 
-    folder = resolve_checkpoint(run)
-    return folder.parent.parent if folder.parent.name == CHECKPOINT_DIR else folder
+    return of(run)

@@ -41,24 +41,22 @@ def run(args) -> int:
 
     from ldm_dis.commands.arguments import check_writable
     from ldm_dis.commands.picture_args import ddim_settings, labels_for_units, out_path, title_of
-    from ldm_dis.sampling.attention_maps import unit_attention_maps
     from ldm_dis.sampling.components import dataset_images, load_ldm_components
     from ldm_dis.viz.attention import save_attention_figure
 
     path = out_path(args)
     raw = check_writable(path.with_suffix(".npy"), args)
-    ldm = load_ldm_components(args.run)
+    ldm = load_ldm_components(args.run, args.data)
     steps, eta = ddim_settings(ldm, args)
     images, _ = dataset_images(ldm.dataset, args.images, args.seed, ldm.device)
     units = ldm.encode(images)
     labels = labels_for_units(ldm, args)
-    size = tuple(images.shape[-2:])
     generated, maps = [], []
     for start in range(0, len(units), args.batch_size):
         batch = units[start:start + args.batch_size]
-        latents, batch_maps = unit_attention_maps(ldm.unet, ldm.scheduler, batch, ldm.noise(args.seed + start, len(batch)),
-                                                  out_size=size, steps=steps, eta=eta)
-        generated.append(ldm.decode(latents).clamp(-1, 1).cpu())
+        batch_images, batch_maps = ldm.model.attention_maps(batch, ldm.model.noise(args.seed + start, len(batch)),
+                                                            steps=steps, eta=eta)
+        generated.append(batch_images.cpu())
         maps.append(batch_maps.cpu())
     generated, maps = torch.cat(generated), torch.cat(maps)  # (B, 3, H, W), (B, N, H, W)
     save_attention_figure(path, generated, maps, labels, scale=args.scale,

@@ -14,7 +14,6 @@ DESCRIPTION = """Score a trained run, or exported codes, with disentanglement me
     ldm-dis evaluate runs/shapes3d --metrics factorvae dci mig infomec
     ldm-dis evaluate --codes runs/shapes3d/codes.npz --fast --out eval/
     ldm-dis evaluate --codes codes.npz --metrics dci --set dci.num_train=2000 --jobs 2
-    ldm-dis evaluate runs/celeba --metrics fid --inception-weights inception-2015-12-05.pt
 
 Writes metrics.json (scores, matrices, the preset and seed, skipped metrics with the reason) and the
 heatmaps nmi.png (InfoMEC's normalized mutual information) and dci_importance.png, with the factor
@@ -27,20 +26,19 @@ Metric names: factorvae, dci, mig, sap, modularity, infomec, tad (CelebA attribu
 --codes FILE.npz reads codes (n, d) or (n, N, D), factors (n, F) integers and optional factor_names,
 as written by ldm-dis export. A full export holds every factor combination, so the protocols are
 unchanged; a partial one (ldm-dis export --num N) is sampled among its rows, and FactorVAE's batches
-among the rows that share the fixed factor's value. Without data.subset, a run and its export give the
-same numbers for the same seed.
-
-Vector units are reduced to one number each by a per-unit PCA, fitted on each metric's evaluation sample
-(--unit-pca sample, the paper's protocol) or once on the codes of the whole dataset (all, the released
-code's; a run's dataset is then encoded in full first). InfoMEC counts a code as active by its range
-(paper: range > largest / 20) or, as the released code, by its interquartile range (IQR > largest / 10).
-Both default to the run's config (eval.unit_pca, eval.infomec_active, set by protocol) or to what the
-codes file records; --protocol paper|released sets both, --unit-pca and --set infomec.active_rule=iqr
-each one.
+among the rows that share the fixed factor's value. Vector units are reduced to one number each by a
+per-unit PCA fitted on each metric's sample (--unit-pca sample, the paper's protocol) or once on the codes
+of the whole dataset (all, the released code's). InfoMEC counts a code as active by its range (paper:
+range > largest / 20) or, as the released code, by its interquartile range (IQR > largest / 10). Both
+default to the run's config (eval.unit_pca, eval.infomec_active, set by protocol) or to what the codes
+file records; --protocol paper|released sets both, --unit-pca and --set infomec.active_rule=iqr each one.
 
 FID (--metrics fid, an LDM run, --inception-weights a local TorchScript file) compares dataset images
 with as many DDIM samples of the EMA U-Net, each conditioned on the units of another dataset image
-(model.diffusion.sample_steps steps). Codes have no images: FID is skipped for them.
+(model.diffusion.sample_steps steps). Codes have no images: FID is skipped.
+
+A run folder copied to another path or machine is scored from its own files; if its data file is
+elsewhere, give it with --data PATH (synth-* data needs none).
 """
 
 
@@ -56,13 +54,14 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
     parser.add_argument("--jobs", type=int, default=-1, help="worker processes (-1: all cores)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="METRIC.KEY=VALUE",
                         help="override one protocol value, e.g. dci.num_train=2000 (repeatable)")
+    parser.add_argument("--data", metavar="PATH",
+                        help="the dataset file, when the run's data.path is elsewhere on this machine (synth-* data needs none)")
     parser.add_argument("--inception-weights", metavar="FILE", help="local TorchScript Inception file for FID")
     parser.add_argument("--protocol", choices=list(EVAL_CHOICES),
                         help="unit PCA and InfoMEC's active codes of the paper's text or of the released code "
                              "(default: the run's config, or what the codes file records)")
     parser.add_argument("--unit-pca", choices=["sample", "all"],
-                        help="fit the per-unit PCA on each metric's sample or once on the whole dataset "
-                             "(default: as --protocol)")
+                        help="fit the per-unit PCA on each metric's sample or once on the whole dataset")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN/eval, or eval/ next to the codes file)")
     parser.set_defaults(func=run)
 
@@ -96,14 +95,19 @@ def load_source(args):
     if args.codes:
         table = CodeTable.from_npz(args.codes)
         return table, None, None, table.protocol, Path(args.codes).with_suffix("").parent / "eval"
-    from ldm_dis.training.export import eval_protocol, load_evaluation_source
-
+    try:
+        from ldm_dis.training.export import eval_protocol, load_evaluation_source
+    except ImportError as exc:
+        raise UserInputError(
+            f"scoring a run needs ldm_dis.training.export.load_evaluation_source, which cannot be imported "
+            f"({exc}); export codes with another install and use --codes instead"
+        ) from exc
     checkpoint = Path(args.run)
     if not checkpoint.exists():
         raise UserInputError(f"run {str(checkpoint)!r} does not exist")
-    source = load_evaluation_source(checkpoint)
-    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    return source.dataset, source.representation_fn, source.generate_fn, eval_protocol(source.cfg), run_dir / "eval"
+    source = load_evaluation_source(checkpoint, data_path=args.data)
+    return source.dataset, source.representation_fn, source.generate_fn, eval_protocol(source.cfg), \
+        (source.run_dir or checkpoint) / "eval"
 
 
 def evaluation_choices(recorded: dict, args) -> dict:

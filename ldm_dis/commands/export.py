@@ -1,4 +1,6 @@
-"""``ldm-dis export``: the codes of a trained run, as the .npz that ``ldm-dis evaluate --codes`` reads."""
+"""``ldm-dis export RUN_OR_CHECKPOINT [--out codes.npz]``: the representation of the whole training set,
+in dataset order, as the ``.npz`` read by ``ldm-dis evaluate`` (``codes``, ``factors``, ``factor_names``,
+and the run's ``unit_pca`` / ``infomec_active``, so ``evaluate --codes`` scores it as ``--checkpoint`` would)."""
 
 from __future__ import annotations
 

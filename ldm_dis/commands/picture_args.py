@@ -24,6 +24,8 @@ def add_common(parser: argparse.ArgumentParser, what: str, seed_help: Optional[s
     parser.set_defaults(picture_name=what)
     if seed_help:
         parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="the dataset file, when the run's data.path is elsewhere on this machine (synth-* data needs none)")
     if sampling:
         parser.add_argument("--steps", type=int, default=None,
                             help="DDIM steps (default: the run's model.diffusion.sample_steps; the paper used 100)")

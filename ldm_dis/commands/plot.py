@@ -53,7 +53,7 @@ def scatter(args) -> int:
     from ldm_dis.viz.unit_labels import unit_factor_nmi
 
     path = out_path(args)
-    ldm = load_ldm_components(args.run)
+    ldm = load_ldm_components(args.run, args.data)
     images, factors = dataset_images(ldm.dataset, min(args.images, len(ldm.dataset)), args.seed, ldm.device)
     units = encode_in_batches(ldm.encode, images).numpy()  # (n, N, D)
     nmi = unit_factor_nmi(units, factors, seed=args.seed)

@@ -49,23 +49,20 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ loading
-def _load_baseline(run: str):
-    """(cfg, model in eval mode, dataset) of a VAE-family run, through the trainer's checkpoint reader."""
-    from ldm_dis.data import build_dataset
+def _load_baseline(run: str, data_path=None):
+    """(cfg, model in eval mode, dataset) of a VAE-family run; the weights from the run's own files."""
+    from ldm_dis.baselines.model import KINDS, BaselineModel
     from ldm_dis.errors import UserInputError
-    from ldm_dis.training.checkpoint import load_run_config, load_task_from_checkpoint
-    from ldm_dis.training.tasks import BASELINE_KINDS
+    from ldm_dis.runs import load_run_config
+    from ldm_dis.sampling.components import run_dataset
 
     cfg = load_run_config(run)
-    if cfg.model.kind not in BASELINE_KINDS:
+    if cfg.model.kind not in KINDS:
         raise UserInputError(
             f"{run} is a model.kind={cfg.model.kind!r} run; traversals and swaps are drawn for the VAE "
-            f"baselines {list(BASELINE_KINDS)}"
+            f"baselines {sorted(KINDS)}"
         )
-    dataset = build_dataset(cfg.data)
-    cfg, task = load_task_from_checkpoint(run, dataset=dataset)
-    model = task.unwrapped().eval()
-    return cfg, model, dataset
+    return cfg, BaselineModel.from_pretrained(run), run_dataset(cfg, data_path)
 
 
 def _images(dataset, count: int, seed: int, device) -> torch.Tensor:
@@ -87,37 +84,13 @@ def _add_traverse(sub) -> None:
     parser.set_defaults(func=traverse)
 
 
-def traversal_values(model, codes: torch.Tensor, steps: int) -> torch.Tensor:
-    """(d, steps) values per dimension: evenly spaced between the 2nd and 98th percentile of ``codes``
-    (n, d); for a quantized dimension the distinct allowed values nearest to those points."""
-    low = torch.quantile(codes, 0.02, dim=0)
-    high = torch.quantile(codes, 0.98, dim=0)
-    grid = low[:, None] + (high - low)[:, None] * torch.linspace(0, 1, steps, device=codes.device)
-    for j in range(codes.shape[1]):
-        allowed = model.code_values(j)
-        if allowed is not None:
-            grid[j] = allowed[(grid[j, :, None] - allowed).abs().argmin(-1)]
-    return grid
-
-
-@torch.no_grad()
-def traversal_grid(model, images: torch.Tensor, reference: torch.Tensor, steps: int) -> torch.Tensor:
-    """Images (n, C, H, W) -> pictures (n * d * steps, C, H, W): per image, per dimension, per value."""
-    values = traversal_values(model, model.encode(reference), steps)  # (d, steps)
-    codes = model.encode(images)  # (n, d)
-    n, d = codes.shape
-    z = codes[:, None, None, :].repeat(1, d, steps, 1)  # (n, d, steps, d)
-    for j in range(d):
-        z[:, j, :, j] = values[j]
-    return model.decode(z.reshape(-1, d))
-
-
 def traverse(args) -> int:
+    from ldm_dis.baselines.pictures import traversal_grid
     from ldm_dis.commands.picture_args import out_path
     from ldm_dis.viz.grids import save_image_grid
 
     path = out_path(args)
-    cfg, model, dataset = _load_baseline(args.run)
+    cfg, model, dataset = _load_baseline(args.run, args.data)
     device = next(model.parameters()).device
     images = _images(dataset, args.images, args.seed, device)
     reference = _images(dataset, args.reference, args.seed + 1, device)
@@ -141,24 +114,13 @@ def _add_swap(sub) -> None:
     parser.set_defaults(func=swap)
 
 
-@torch.no_grad()
-def swap_grid(model, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Pairs (n, C, H, W) x 2 -> (n * (d + 2), C, H, W): per pair [a, b, a with z_j of b for each j]."""
-    za, zb = model.encode(first), model.encode(second)
-    n, d = za.shape
-    z = za[:, None, :].repeat(1, d, 1)  # (n, d, d)
-    idx = torch.arange(d)
-    z[:, idx, idx] = zb  # row j of pair i: dimension j from b
-    swapped = model.decode(z.reshape(-1, d)).reshape(n, d, *first.shape[1:])
-    return torch.cat([first[:, None], second[:, None], swapped], dim=1).reshape(-1, *first.shape[1:])
-
-
 def swap(args) -> int:
+    from ldm_dis.baselines.pictures import swap_grid
     from ldm_dis.commands.picture_args import out_path
     from ldm_dis.viz.grids import save_image_grid
 
     path = out_path(args)
-    cfg, model, dataset = _load_baseline(args.run)
+    cfg, model, dataset = _load_baseline(args.run, args.data)
     device = next(model.parameters()).device
     images = _images(dataset, 2 * args.pairs, args.seed, device)
     first, second = images[: args.pairs], images[args.pairs: 2 * args.pairs]

@@ -49,18 +49,17 @@ def add_ldm_parsers(sub) -> None:
 def interchange(args) -> int:
     from ldm_dis.commands.picture_args import ddim_settings, labels_for_units, out_path, title_of
     from ldm_dis.sampling.components import dataset_images, load_ldm_components
-    from ldm_dis.sampling.interchange import latent_interchange
     from ldm_dis.viz.interchange_grid import save_interchange_grid
 
     path = out_path(args)
-    ldm = load_ldm_components(args.run)
+    ldm = load_ldm_components(args.run, args.data)
     steps, eta = ddim_settings(ldm, args)
     images, _ = dataset_images(ldm.dataset, 2 * args.pairs, args.seed, ldm.device)
     sources, targets = images[:args.pairs], images[args.pairs:]
     units = ldm.encode(images)  # (2P, N, D)
     labels = labels_for_units(ldm, args)
-    panels = latent_interchange(ldm.unet, ldm.scheduler, ldm.decode, units[:args.pairs], units[args.pairs:],
-                                ldm.noise(args.seed), steps=steps, eta=eta, batch_size=args.batch_size)
+    panels = ldm.model.interchange(units[:args.pairs], units[args.pairs:], ldm.model.noise(args.seed),
+                                   steps=steps, eta=eta, batch_size=args.batch_size)
     save_interchange_grid(path, sources, targets, panels, labels, title=title_of(ldm, args))
     print(f"interchange grid written to {path}")
     return 0
@@ -69,18 +68,16 @@ def interchange(args) -> int:
 def interpolate(args) -> int:
     from ldm_dis.commands.picture_args import ddim_settings, out_path, title_of
     from ldm_dis.sampling.components import dataset_images, load_ldm_components
-    from ldm_dis.sampling.interpolate import latent_interpolation
     from ldm_dis.viz.interchange_grid import save_interpolation_grid
 
     path = out_path(args)
-    ldm = load_ldm_components(args.run)
+    ldm = load_ldm_components(args.run, args.data)
     steps, eta = ddim_settings(ldm, args)
     images, _ = dataset_images(ldm.dataset, 2 * args.pairs, args.seed, ldm.device)
     first, second = images[:args.pairs], images[args.pairs:]
     units = ldm.encode(images)
-    strips = latent_interpolation(ldm.unet, ldm.scheduler, ldm.decode, units[:args.pairs], units[args.pairs:],
-                                  ldm.noise(args.seed), num=args.num, steps=steps, eta=eta,
-                                  batch_size=args.batch_size)
+    strips = ldm.model.interpolate(units[:args.pairs], units[args.pairs:], ldm.model.noise(args.seed), num=args.num,
+                                   steps=steps, eta=eta, batch_size=args.batch_size)
     save_interpolation_grid(path, first, second, strips, title=title_of(ldm, args))
     print(f"interpolation written to {path}")
     return 0

@@ -108,8 +108,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigError(f"override {key}={value}: {exc}") from None
         cfg = _merge(cfg, dotlist, f"override {key}={value}")
     OmegaConf.set_readonly(cfg, False)
-    cfg = resolve_protocol(cfg)  # the settings `protocol` implies, before they are checked
     source = str(resolve_config_path(path)) if path is not None else "config"
+    cfg = resolve_protocol(cfg)  # null protocol keys -> the protocol's values, before they are validated
     if cfg.train.mixed_precision in ("False", "false"):  # YAML reads a bare `no` as false; the str field keeps "False"
         cfg.train.mixed_precision = "no"
     validate_config(cfg, source + (" with overrides" if overrides else ""))  # ranges, choices, rules across keys

@@ -115,7 +115,7 @@ class PerceptualLoss(nn.Module):
         if not path.is_file():
             raise UserInputError(f"model.first_stage.perceptual_weights: file {str(path)!r} does not exist")
         if path.suffix == ".safetensors":
-            from ldm_dis.training.checkpoint import read_tensors  # a damaged file is a clear error
+            from ldm_dis.models.weights import read_tensors  # a damaged file is a clear error
 
             sd = read_tensors(path)
         else:

@@ -19,6 +19,7 @@ from torch import nn
 
 from ldm_dis.errors import UserInputError
 from ldm_dis.models import taming_import
+from ldm_dis.models.weights import load_strict
 
 
 class FirstStage(nn.Module):
@@ -154,7 +155,7 @@ def load_first_stage(path, cfg) -> FirstStage:
     model = FirstStage.from_config(cfg)
     expected = model.state_dict()
     if path.suffix == ".safetensors":
-        from ldm_dis.training.checkpoint import read_tensors  # a damaged file is a clear error
+        from ldm_dis.models.weights import read_tensors  # a damaged file is a clear error
 
         sd = _strip_prefix(read_tensors(path), expected)
         hint = ""
@@ -166,8 +167,7 @@ def load_first_stage(path, cfg) -> FirstStage:
         for k in ("latent_scale", "latent_scale_set"):  # not in taming files: measured on the first LDM batch
             sd[k] = expected[k]
         hint = f"; the file fits model.first_stage={taming_import.describe_taming_architecture(raw)}"
-    _check_fits(sd, expected, str(path), hint)
-    model.load_state_dict(sd)
+    load_strict(model, sd, f"first stage checkpoint {str(path)!r} (model.first_stage)", hint)
     return model
 
 
@@ -180,16 +180,3 @@ def _strip_prefix(sd, expected):
         if set(expected) <= set(sub):
             return sub
     return sd
-
-
-def _check_fits(sd, expected, source: str, hint: str = "") -> None:
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
-             for k, v in expected.items() if k in sd and sd[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        raise UserInputError(
-            f"first stage checkpoint {source!r} does not fit model.first_stage: missing keys {missing[:6]}"
-            f"{' ...' if len(missing) > 6 else ''}; unexpected keys {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}; "
-            f"shape mismatches {wrong[:6]}{' ...' if len(wrong) > 6 else ''}{hint}"
-        )

@@ -1,25 +1,25 @@
-"""The explicit components that the picture functions take, read from a trained LDM run.
+"""A trained LDM run opened for pictures: the model (:class:`ldm_dis.models.ldm.LatentDiffusion`, EMA
+U-Net, eval mode), the run's config and, only when a picture shows dataset images, its dataset.
 
     ldm = load_ldm_components("runs/quickstart")          # a run folder, a checkpoint folder or a file in one
     images, factors = dataset_images(ldm.dataset, 6, seed=0, device=ldm.device)
-    units = ldm.encode(images)                             # (6, N, D): extractor + bottleneck, eval mode
-    x_T = ldm.noise(seed=0)                                # (C, h, w)
-    panels = latent_interchange(ldm.unet, ldm.scheduler, ldm.decode, units[:3], units[3:], x_T)
+    units = ldm.model.encode(images)                       # (6, N, D): extractor + bottleneck, eval mode
+    panels = ldm.model.interchange(units[:3], units[3:], ldm.model.noise(seed=0))
 
-Everything is read through :func:`ldm_dis.training.checkpoint.load_task_from_checkpoint` and the task's
-public attributes (``encode``, ``ema_unet``, ``ddim_scheduler``, ``first_stage``); the sampling functions
-themselves never see the task, so they work on any U-Net / scheduler / decoder.
+The weights come from the run's own ``model.safetensors`` (the first stage included), so a run folder
+copied elsewhere opens the same; the dataset is built from the run's ``data`` section, with ``data_path``
+in place of ``data.path`` when the data file is elsewhere on this machine (procedural ``synth-*`` data
+needs no file).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler
 from torch import nn
 
 from ldm_dis.errors import UserInputError
@@ -27,47 +27,58 @@ from ldm_dis.errors import UserInputError
 
 @dataclass
 class LDMComponents:
+    model: nn.Module  # LatentDiffusion, EMA U-Net, eval mode
     cfg: object  # the run's resolved config
-    dataset: object  # GroundTruthDataset of the run
-    unet: nn.Module  # EMA U-Net, eval mode
-    scheduler: DDIMScheduler
-    decode: Callable[[torch.Tensor], torch.Tensor]  # diffusion latents (B, C, h, w) -> images (B, 3, H, W)
-    encode: Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) in [-1, 1] -> units (B, N, D)
-    latent_shape: Tuple[int, int, int]  # (C, h, w) of x_T
-    device: torch.device
     checkpoint: Path  # the checkpoint folder that was loaded
+    data_path: Optional[str] = None  # replaces the run's data.path
+    _dataset: object = field(default=None, repr=False)
 
-    def noise(self, seed: int, count: int | None = None) -> torch.Tensor:
-        """x_T drawn on the CPU from ``seed`` (the same on every device): (C, h, w), or (count, C, h, w)."""
-        shape = self.latent_shape if count is None else (count, *self.latent_shape)
-        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def encode(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self.model.encode
+
+    @property
+    def dataset(self):
+        """The run's dataset, built on first use (pictures of generated images alone never build it)."""
+        if self._dataset is None:
+            self._dataset = run_dataset(self.cfg, self.data_path)
+        return self._dataset
 
 
-def load_ldm_components(checkpoint: str | Path) -> LDMComponents:
-    """Rebuild a ``model.kind=ldm`` run and return its sampling components (the EMA U-Net;
-    the extractor DyGA was fitted on)."""
+def run_dataset(cfg, data_path: Optional[str] = None):
+    """The dataset of a run's config; ``data_path`` replaces ``data.path`` (a run whose data file moved)."""
+    import copy
+
     from ldm_dis.data import build_dataset
-    from ldm_dis.training.checkpoint import load_run_config, load_task_from_checkpoint, resolve_checkpoint
+
+    data = copy.deepcopy(cfg.data)
+    if data_path is not None:
+        data.path = str(data_path)
+    try:
+        return build_dataset(data)
+    except (UserInputError, OSError) as exc:
+        if data_path is None and data.path:
+            raise UserInputError(f"{exc}\n(the run was trained on data.path={data.path!r}; if the file is elsewhere "
+                                 f"on this machine, pass --data PATH)") from None
+        raise
+
+
+def load_ldm_components(checkpoint: str | Path, data_path: Optional[str] = None) -> LDMComponents:
+    """Open a ``model.kind=ldm`` run for pictures (EMA U-Net; the extractor DyGA was fitted on)."""
+    from ldm_dis.models.ldm import LatentDiffusion
+    from ldm_dis.runs import load_run_config, resolve_checkpoint
 
     folder = resolve_checkpoint(checkpoint)
     cfg = load_run_config(folder)
     if cfg.model.kind != "ldm":
         raise UserInputError(f"{checkpoint} is a model.kind={cfg.model.kind!r} run; these pictures need an ldm run "
                              f"(for the VAE baselines: ldm-dis sample traverse / swap)")
-    dataset = build_dataset(cfg.data)
-    cfg, task = load_task_from_checkpoint(folder, dataset=dataset)
-    unet = task.ema_unet.shadow.eval()
-    device = next(unet.parameters()).device
-    c = cfg.model.first_stage.embed_dim
-    first_stage = task.first_stage.eval()
-
-    @torch.no_grad()
-    def decode(latents: torch.Tensor) -> torch.Tensor:
-        return first_stage.decode_scaled(latents.float()).float()
-
-    return LDMComponents(cfg=cfg, dataset=dataset, unet=unet, scheduler=task.ddim_scheduler, decode=decode,
-                         encode=task.encode, latent_shape=(c, task.latent_size, task.latent_size), device=device,
-                         checkpoint=folder)
+    model = LatentDiffusion.from_pretrained(folder, ema=True)
+    return LDMComponents(model=model, cfg=cfg, checkpoint=folder, data_path=data_path)
 
 
 def dataset_images(dataset, count: int, seed: int, device=None) -> Tuple[torch.Tensor, np.ndarray]:

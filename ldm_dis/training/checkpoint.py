@@ -31,21 +31,16 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ldm_dis.errors import UserInputError
+from ldm_dis.errors import CheckpointError, UserInputError  # noqa: F401
+from ldm_dis.models.weights import fsync_path, load_strict, read_tensors  # noqa: F401
 from ldm_dis.training.integrity import non_finite_tensors, safetensors_problem, tensor_refs
-
-CHECKPOINT_DIR = "checkpoints"
-MODEL_FILE = "model.safetensors"
-TRAINING_FILE = "training_state.safetensors"
-STATE_FILE = "state.json"
-CONFIG_FILE = "config.yaml"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-class CheckpointError(UserInputError):
-    """A checkpoint that is missing, incomplete or does not fit the model it is loaded into."""
+# the run folder's layout lives in ldm_dis.runs (read by the model and the pictures too); re-exported here
+from ldm_dis.runs import (  # noqa: F401
+    CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILE, STATE_FILE, STEP_DIR as _STEP_DIR, TRAINING_FILE, checkpoint_path,
+    load_run_config, run_dir_of,
+)
 
 
 # ----------------------------------------------------------------------------- nested state <-> files
@@ -85,18 +80,11 @@ def _decode(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
 
 
 def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path)
 
 
 def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync_file(path)
-    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
-        pass
+    fsync_path(path)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -112,10 +100,6 @@ def _write_tensors(path: Path, tensors: Dict[str, torch.Tensor]) -> None:
 
 
 # ----------------------------------------------------------------------------------------- writing
-def checkpoint_path(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:07d}"
-
-
 def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Optional[str] = None) -> Path:
     """Write ``state`` (a dict with ``modules``: {name: state_dict} and any other plain data / tensors)
     to the folder ``path`` atomically; an existing folder of that name is replaced."""
@@ -306,17 +290,6 @@ def load_checkpoint(path: str | Path, with_training_state: bool = True) -> Dict[
     return state
 
 
-def read_tensors(path: str | Path) -> Dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file (CPU); a missing, truncated or damaged file is a CheckpointError."""
-    problem, _ = safetensors_problem(path)
-    if problem is None:
-        try:
-            return load_file(str(path))
-        except Exception as exc:  # SafetensorError derives from Exception alone
-            problem = f"{Path(path).name} is unreadable ({exc})"
-    raise CheckpointError(f"{path}: {problem}")
-
-
 def load_module_state(weights_file: str | Path, name: str) -> Dict[str, torch.Tensor]:
     """One module's state dict from a ``model.safetensors`` (e.g. the first stage for the LDM task)."""
     weights_file = Path(weights_file)
@@ -353,23 +326,7 @@ def load_modules(modules: Dict[str, torch.nn.Module], states: Dict[str, Dict[str
             f"{source}: the task's modules {sorted(modules)} do not match the checkpoint's {sorted(states)}{hints}"
         )
     for name, module in modules.items():
-        try:
-            module.load_state_dict(states[name], strict=True)
-        except RuntimeError as exc:  # torch lists missing/unexpected keys and shape mismatches
-            raise CheckpointError(f"{source}: module {name!r} does not fit the checkpoint:\n{exc}") from None
-
-
-def load_run_config(path: str | Path):
-    """The config a checkpoint (or the newest checkpoint of a run folder) was trained with."""
-    from ldm_dis.config.loading import load_config
-
-    folder = resolve_checkpoint(path)
-    config_file = folder / CONFIG_FILE
-    if not config_file.is_file():
-        config_file = folder.parent.parent / CONFIG_FILE  # the run folder's copy
-    if not config_file.is_file():
-        raise CheckpointError(f"no {CONFIG_FILE} in {folder} nor in its run folder; cannot rebuild the task")
-    return load_config(config_file)
+        load_strict(module, states[name], f"{source}: module {name!r}")
 
 
 def load_task_from_checkpoint(path: str | Path, dataset=None, accelerator=None, with_weights: bool = True):
@@ -386,7 +343,11 @@ def load_task_from_checkpoint(path: str | Path, dataset=None, accelerator=None, 
         from ldm_dis.data import build_dataset
 
         dataset = build_dataset(cfg.data)
-    task = build_task(cfg, dataset, **task_kwargs(cfg))
+    kwargs = task_kwargs(cfg)
+    if with_weights and "first_stage_path" in kwargs:
+        # the checkpoint holds the first stage too: the file the run was trained from is not needed (a moved run loads)
+        kwargs["first_stage_path"] = str(folder / MODEL_FILE)
+    task = build_task(cfg, dataset, **kwargs)
     if accelerator is None:
         from accelerate import Accelerator
 

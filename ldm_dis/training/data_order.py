@@ -52,10 +52,6 @@ class StepBatchSampler:
         self.offset = process_index * self.per_process
         self.steps_per_pass = steps_per_pass(num_images, batch_size)
 
-    def global_batch(self, step: int) -> np.ndarray:
-        pass_index, k = divmod(step, self.steps_per_pass)
-        return pass_permutation(self.num_images, self.seed, pass_index)[k * self.batch_size:(k + 1) * self.batch_size]
-
     def __iter__(self) -> Iterator[List[int]]:
         step, cached_pass, perm = self.start_step, None, None
         while True:

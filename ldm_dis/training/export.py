@@ -2,16 +2,16 @@
 
     dataset, representation_fn = load_representation("runs/mpi3d")
     codes = representation_fn(images)   # images: np.float32 (n, C, H, W) in [-1, 1] -> np.float32 codes
-    source = load_evaluation_source("runs/mpi3d")   # what `ldm-dis evaluate RUN` calls: + generate_fn, cfg
+    source = load_evaluation_source("runs/mpi3d")   # what `ldm-dis evaluate` calls: + generate_fn, cfg
     export_representation("runs/mpi3d", "runs/mpi3d/codes.npz")             # every image
     export_representation("runs/mpi3d", "codes50k.npz", num=50_000, seed=0)   # a random subset of rows
 
 The ``.npz`` holds ``codes`` ((n, N) scalars or (n, N, D) units, from ``task.encode``), ``factors``
 ((n, F) int64) and ``factor_names`` ((F,) str), in dataset order, and the run's evaluation protocol
-(``unit_pca``, ``infomec_active``: ``ldm-dis evaluate --codes`` scores the file as a run would). Encoding runs under
-``torch.inference_mode`` on batches read whole from the dataset (one vectorized read per batch, no
-per-image tensors; ``data.num_workers`` processes read ahead), with a progress bar counting images.
-Speed: ``benchmarks/export_bench.py``, ``docs/benchmarks.md``.
+(``unit_pca``, ``infomec_active``: ``ldm-dis evaluate --codes`` scores the file as ``--checkpoint`` would).
+Encoding runs under ``torch.inference_mode`` on batches read whole from the dataset (one vectorized read
+per batch, no per-image tensors; ``data.num_workers`` processes read ahead), with a progress bar counting
+images. Speed: ``benchmarks/export_bench.py``, ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -154,16 +154,18 @@ class EvaluationSource:
     dataset: object
     representation_fn: Callable[[np.ndarray], np.ndarray]  # images (n, C, H, W) in [-1, 1] -> codes
     generate_fn: Optional[Callable[[int, np.random.Generator], np.ndarray]]  # FID's images; None if the task has no sampler
+    run_dir: Optional[Path] = None  # the run folder (default output place of the scores)
 
 
-def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int = 256) -> EvaluationSource:
+def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int = 512,
+                           data_path: Optional[str] = None) -> EvaluationSource:
     """The representation and, for an LDM, a DDIM image generator of a run folder or checkpoint
-    (weights as saved, task in eval use)."""
+    (weights as saved, task in eval use). ``data_path`` replaces the run's ``data.path``."""
     cfg = load_run_config(checkpoint)
     if dataset is None:
-        from ldm_dis.data import build_dataset
+        from ldm_dis.sampling.components import run_dataset
 
-        dataset = build_dataset(cfg.data)
+        dataset = run_dataset(cfg, data_path)
     _, task = load_task_from_checkpoint(checkpoint, dataset=dataset)
     device = task_device(task)
 
@@ -188,10 +190,12 @@ def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int
                 out.append(task.reconstruct(batch, generator).float().cpu().numpy())
             return np.concatenate(out)
 
-    return EvaluationSource(cfg, dataset, representation_fn, generate_fn)
+    from ldm_dis.runs import run_dir_of
+
+    return EvaluationSource(cfg, dataset, representation_fn, generate_fn, run_dir_of(checkpoint))
 
 
-def load_representation(checkpoint: str | Path, dataset=None, batch_size: int = 256) -> Tuple[object, Callable[[np.ndarray], np.ndarray]]:
+def load_representation(checkpoint: str | Path, dataset=None, batch_size: int = 512) -> Tuple[object, Callable[[np.ndarray], np.ndarray]]:
     """``(dataset, representation_fn)`` of a run folder or checkpoint (weights as saved, task in eval use)."""
     source = load_evaluation_source(checkpoint, dataset, batch_size)
     return source.dataset, source.representation_fn

@@ -3,37 +3,12 @@ tensors (all finite): a run never writes, resumes from or recommends weights tha
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Iterable, List, Optional, Tuple
 
 import torch
 
-
-def safetensors_problem(path: str | Path) -> Tuple[Optional[str], set]:
-    """(what is wrong with the safetensors file ``path`` or None, the tensor names its header lists).
-    Reads the header only: a truncated or overwritten file is found without reading the tensors."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            length = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if length < 0 or 8 + length > size:
-                return f"{path.name} is truncated ({size} bytes, not even its header)", set()
-            header = json.loads(f.read(length))
-        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
-    except FileNotFoundError:
-        return f"{path.name} is missing", set()
-    except OSError as exc:
-        return f"{path.name} is unreadable ({exc.strerror or exc})", set()
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError, AttributeError):
-        return f"{path.name} has no valid safetensors header", set()
-    expected = 8 + length + max(ends, default=0)
-    if size != expected:
-        return f"{path.name} is truncated or damaged ({size} bytes; its header describes {expected})", set()
-    return None, set(header) - {"__metadata__"}
+from ldm_dis.models.weights import safetensors_problem  # noqa: F401  (the header check lives with the weights readers)
 
 
 def tensor_refs(obj: Any, out: Optional[set] = None) -> set:

@@ -1,16 +1,13 @@
-"""The latent diffusion model as a training task: frozen VQ-GAN latents, feature
-extractor -> bottleneck -> units, U-Net with Skip Dropout conditioned on the units, an EMA of the U-Net.
+"""The latent diffusion model (:class:`ldm_dis.models.ldm.LatentDiffusion`) as a training task: what
+training adds to the model is here, the optimizers, the EMA of the U-Net, gradient averaging across
+processes and DyGA's anchor refits; the loss, the units and sampling are the model's.
 
 One extractor is the representation: DyGA's anchors are fitted on its features, and it is what
 ``encode`` scores, exports and draws with. As in the released code that is the live extractor (its EMA
 is not kept); with ``train.ema_feature_extractor`` an EMA copy is kept and used for all of them.
 
-One step:
-    z0    = first_stage.encode(x) * scale                       (B, C, h, w), no gradient
-    units = bottleneck(extractor(x))                           (B, N, D) (+ bottleneck losses)
-    loss  = |eps_theta(sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, t, units) - eps| + bottleneck losses
-The bottleneck acts on the extractor's scalars (FactorQ) or tokens (DyGA, FSQ); an auxiliary
-discriminator of the bottleneck (FactorQ's total correlation) has its own optimizer and loss.
+Checkpoint modules (unchanged key layout): ``first_stage``, ``feature_extractor``, ``bottleneck``, ``unet``,
+``ema_unet`` (and ``ema_feature_extractor``); ``LatentDiffusion.from_pretrained`` reads them directly.
 
 No DDP wrapper: FactorQ's discriminator needs a second backward through modules already used in the
 step, which DDP's reducer forbids. Gradients are averaged across processes explicitly instead
@@ -22,22 +19,16 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from ldm_dis.bottlenecks import BottleneckOutput, build_bottleneck
 from ldm_dis.errors import UserInputError
-from ldm_dis.models.diffusion import (
-    diffusion_loss, make_ddim_scheduler, make_train_scheduler, timestep_sampler, timestep_weights,
-)
 from ldm_dis.models.ema import EMA
-from ldm_dis.models.feature_extractor import FeatureExtractor
-from ldm_dis.models.unet import UNet
+from ldm_dis.models.ldm import LatentDiffusion, eval_mode
 from ldm_dis.models.vqgan import load_first_stage
-from ldm_dis.sampling.ddim import ddim_sample
 from ldm_dis.training.distributed import average_gradients, broadcast_buffers
 from ldm_dis.viz.grids import interleave_rows
 
@@ -46,25 +37,21 @@ class LDMTask:
     sample_caption = ("Rows of dataset images, each followed by the row DDIM generates from their units "
                       "(EMA weights).")
 
-    def __init__(self, cfg, dataset, first_stage_path: Optional[str | Path] = None):
+    def __init__(self, cfg, dataset=None, first_stage_path: Optional[str | Path] = None,
+                 model: Optional[LatentDiffusion] = None):
+        """``model``: train (or load weights into) this model; otherwise one is built from ``cfg.model``
+        with the first stage of ``first_stage_path`` (default ``model.first_stage.checkpoint``)."""
         m = cfg.model
         self.cfg = cfg
-        first_stage_path = first_stage_path or m.first_stage.checkpoint
-        if not first_stage_path:
-            raise UserInputError("model.kind=ldm needs a trained VQ-GAN: set model.first_stage.checkpoint (ours or a taming .ckpt)")
-        self.first_stage = load_first_stage(first_stage_path, m.first_stage).eval().requires_grad_(False)
-        n, d = m.encoder.num_units, m.encoder.unit_dim
-        self.feature_extractor = FeatureExtractor.from_config(m.encoder, image_size=cfg.data.resolution)
-        self.bottleneck = build_bottleneck(m.bottleneck, n, d)
-        self.unet = UNet.from_config(m.unet, in_channels=m.first_stage.embed_dim, context_dim=d)
+        if model is None:
+            first_stage_path = first_stage_path or m.first_stage.checkpoint
+            if not first_stage_path:
+                raise UserInputError("model.kind=ldm needs a trained VQ-GAN: set model.first_stage.checkpoint (ours or a taming .ckpt)")
+            model = LatentDiffusion(m, cfg.data.resolution)
+            model.first_stage = load_first_stage(first_stage_path, m.first_stage).eval().requires_grad_(False)
+        self.model = model
         self.ema_unet = EMA(self.unet, cfg.train.ema_decay)
         self.ema_feature_extractor = EMA(self.feature_extractor, cfg.train.ema_decay) if cfg.train.ema_feature_extractor else None
-        self.noise_scheduler = make_train_scheduler(m.diffusion)
-        self.sample_t = timestep_sampler(m.diffusion)
-        self.loss_weights = timestep_weights(self.noise_scheduler, m.diffusion.loss_weighting,
-                                             m.diffusion.min_snr_gamma, m.diffusion.pdae_gamma)
-        self.ddim_scheduler = make_ddim_scheduler(m.diffusion)
-        self.latent_size = cfg.data.resolution // self.first_stage.downsample_factor
 
         disc = {id(p) for p in self.bottleneck.discriminator_parameters()}
         extractor_params = list(self.feature_extractor.parameters())
@@ -85,6 +72,15 @@ class LDMTask:
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup)) if warmup else None
         self.accelerator = None
         self._unet_forward = self.unet
+
+    # the model's parts, by the names the checkpoints and the trainer use
+    first_stage = property(lambda self: self.model.first_stage)
+    feature_extractor = property(lambda self: self.model.feature_extractor)
+    bottleneck = property(lambda self: self.model.bottleneck)
+    unet = property(lambda self: self.model.unet)
+    noise_scheduler = property(lambda self: self.model.noise_scheduler)
+    ddim_scheduler = property(lambda self: self.model.ddim_scheduler)
+    latent_size = property(lambda self: self.model.latent_size)
 
     # ------------------------------------------------------------------------------ the protocol
     def modules(self) -> Dict[str, nn.Module]:
@@ -131,27 +127,6 @@ class LDMTask:
         if self.cfg.train.compile:
             self._unet_forward = torch.compile(self.unet)
 
-    def units(self, extractor: nn.Module, images: torch.Tensor) -> Tuple[torch.Tensor, BottleneckOutput]:
-        """images (B, 3, R, R) -> units after the bottleneck (B, N, D) and the bottleneck's output."""
-        scalars = extractor.scalars(images)  # (B, N)
-        if self.bottleneck.acts_on == "scalars":
-            out = self.bottleneck(scalars)
-            return extractor.tokens(out.value), out
-        out = self.bottleneck(extractor.tokens(scalars))  # (B, N, D)
-        return out.value, out
-
-    @torch.no_grad()
-    def _latents(self, images: torch.Tensor, accelerator) -> torch.Tensor:
-        """Diffusion-space latents (B, C, h, w); the first call measures the latent scale (scale_by_std)."""
-        z = self.first_stage.encode(images).float()
-        fs = self.first_stage
-        if self.cfg.model.diffusion.scale_by_std and not bool(fs.latent_scale_set):
-            every = accelerator.gather(z) if accelerator is not None else z  # same scale on every process
-            scale = fs.set_latent_scale_from(every)
-            if accelerator is None or accelerator.is_main_process:
-                print(f"latent scale set to {scale:.5g} (1 / std of the first batch's latents)")
-        return z * fs.latent_scale
-
     def training_step(self, images, factors, step, accelerator) -> Dict[str, torch.Tensor]:
         acc = accelerator
         for module in (self.feature_extractor, self.bottleneck, self.unet):
@@ -159,11 +134,8 @@ class LDMTask:
         if self.cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with acc.autocast():
-            latents = self._latents(images, acc)
-            units, out = self.units(self.feature_extractor, images)
-            diff = diffusion_loss(self._unet_forward, self.noise_scheduler, latents, units,
-                                  self.cfg.model.diffusion.loss, sample_t=self.sample_t, weights=self.loss_weights)
-            loss = diff + sum(out.losses.values())
+            loss, diff, out = self.model.loss(images, unet=self._unet_forward, gather=acc.gather,
+                                              announce=acc.is_main_process)
         self.optimizer.zero_grad(set_to_none=True)
         acc.backward(loss)
         average_gradients(self.main_params, acc)
@@ -197,7 +169,7 @@ class LDMTask:
             indices = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False)).tolist()
         fx = self.representation_extractor
         chunks = []
-        with _eval_mode(fx):
+        with eval_mode(fx):
             for images, _ in trainer.eval_loader(indices=indices):
                 with acc.autocast():
                     values = fx.scalars(images)
@@ -231,44 +203,29 @@ class LDMTask:
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Units after the bottleneck from :attr:`representation_extractor` (the one DyGA's anchors were
         fitted on), eval mode: (B, N, D) float32."""
-        with _eval_mode(self.representation_extractor, self.bottleneck), self._autocast():
-            units, _ = self.units(self.representation_extractor, images)
-        return units.float()
+        with self._autocast():
+            return self.model.encode(images, self.representation_extractor)
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """DDIM samples of the EMA U-Net (``diffusion.sample_steps`` steps, x_T from ``generator``)
         conditioned on the images' units: (B, 3, R, R) in [-1, 1]."""
-        units = self.encode(images)
-        b, c = images.shape[0], self.cfg.model.first_stage.embed_dim
-        x_T = torch.randn((b, c, self.latent_size, self.latent_size), generator=generator,
-                          device=generator.device).to(images.device)
-        d = self.cfg.model.diffusion
         with self._autocast():
-            z = ddim_sample(self.ema_unet.shadow, self.ddim_scheduler, units, x_T, d.sample_steps, d.eta, generator)
-            recon = self.first_stage.decode_scaled(z.float())
-        return recon.float().clamp(-1, 1)
+            return self.model.reconstruct(images, generator, unet=self.ema_unet.shadow,
+                                          extractor=self.representation_extractor).float()
 
     @torch.no_grad()
     def sample_images(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """:meth:`reconstruct` interleaved by rows with the originals: (2B, 3, R, R) in [-1, 1]."""
         return interleave_rows(images, self.reconstruct(images, generator))
 
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """The model as sampled (EMA U-Net, the representation extractor) as a ``save_pretrained`` folder."""
+        return self.model.save_pretrained(folder, unet=self.ema_unet.shadow, extractor=self.representation_extractor,
+                                          unet_weights="ema")
+
     def _autocast(self):
         return self.accelerator.autocast() if self.accelerator is not None else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _eval_mode(*modules: nn.Module):
-    """Modules in eval mode (BatchNorm running statistics, no dropout, DyGA's argmax), modes restored after."""
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
 
 
 def _anchors_per_unit(bottleneck, result) -> Optional[Dict[str, float]]:

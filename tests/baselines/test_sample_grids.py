@@ -4,7 +4,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ldm_dis.baselines.model import BaselineModel
-from ldm_dis.commands.sample import swap_grid, traversal_grid, traversal_values
+from ldm_dis.baselines.pictures import swap_grid, traversal_grid, traversal_values
 from ldm_dis.config.schema import BaselineConfig
 
 

@@ -125,9 +125,9 @@ def test_cli_evaluate_checkpoint_uses_load_evaluation_source(tmp_path, monkeypat
     run_dir.mkdir()
     seen = []
 
-    def fake_load(checkpoint):
+    def fake_load(checkpoint, data_path=None):
         seen.append(checkpoint)
-        return export.EvaluationSource(OmegaConf.structured(Config), FactorImageDataset((3, 4, 2)), AlignedCodes(3), None)
+        return export.EvaluationSource(OmegaConf.structured(Config), FactorImageDataset((3, 4, 2)), AlignedCodes(3), None, run_dir)
 
     monkeypatch.setattr(export, "load_evaluation_source", fake_load)
     assert main(["evaluate", str(run_dir), "--metrics", "mig", "--jobs", "1",

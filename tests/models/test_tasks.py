@@ -142,7 +142,7 @@ def test_epoch_end_fits_the_bottleneck_on_pre_bottleneck_tokens(first_stage_file
     path, _, _ = first_stage_file
     cfg = tiny_cfg(tmp_path)
     task = LDMTask(cfg, dataset, first_stage_path=path)
-    task.bottleneck = FittedAnchors(3, 8)
+    task.model.bottleneck = FittedAnchors(3, 8)
     trainer = Trainer(cfg, task, dataset, Accelerator(cpu=True))
     out = task.on_epoch_end(0, trainer)
     b = task.bottleneck
@@ -179,7 +179,7 @@ def test_anchors_are_fitted_on_the_extractor_that_is_scored(first_stage_file, da
     with torch.no_grad():  # as after many steps: the live extractor far from its EMA
         for p in task.feature_extractor.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    task.bottleneck = RecordingAnchors(3, 8)
+    task.model.bottleneck = RecordingAnchors(3, 8)
     task.on_epoch_end(0, trainer)
     fitted = task.bottleneck.fitted_with[:4]
     units = task.encode(images)
@@ -293,11 +293,11 @@ def test_ldm_task_draws_timesteps_as_configured(first_stage_file, dataset, tmp_p
 def test_ldm_task_weights_timesteps_and_gives_the_extractor_its_own_lr(first_stage_file, dataset, tmp_path):
     path, _, _ = first_stage_file
     plain = LDMTask(tiny_cfg(tmp_path), dataset, first_stage_path=path)
-    assert plain.loss_weights is None and len(plain.optimizer.param_groups) == 1
+    assert plain.model.loss_weights is None and len(plain.optimizer.param_groups) == 1
     cfg = tiny_cfg(tmp_path, diffusion={"loss_weighting": "pdae"})
     cfg.train.extractor_lr = 3e-3
     task = LDMTask(cfg, dataset, first_stage_path=path)
-    assert task.loss_weights.shape == (cfg.model.diffusion.num_train_timesteps,)
+    assert task.model.loss_weights.shape == (cfg.model.diffusion.num_train_timesteps,)
     (rest, extractor) = task.optimizer.param_groups
     assert extractor["lr"] == 3e-3 and rest["lr"] == cfg.train.lr
     assert {id(p) for p in extractor["params"]} == {id(p) for p in task.feature_extractor.parameters()}
@@ -317,21 +317,21 @@ def test_conditioning_gap_benchmark_compares_own_and_rolled_units(first_stage_fi
     torch.manual_seed(0)  # the weights must not depend on which tests ran before
     # signed tokens: a tiny random extractor with the final ReLU can give every image the same (zero) units
     task = LDMTask(tiny_cfg(tmp_path, encoder={"final_relu": False}), dataset, first_stage_path=path)
-    task.prepare(Accelerator(cpu=True))
+    model = task.model.eval()
     torch.manual_seed(3)
-    for p in task.ema_unet.shadow.parameters():  # zero-initialised output layers would hide the context
+    for p in model.unet.parameters():  # zero-initialised output layers would hide the context
         p.data.normal_(0, 0.2)
     extractors = [task.feature_extractor, getattr(getattr(task, "ema_feature_extractor", None), "shadow", None)]
     for extractor in filter(None, extractors):  # at init, different images give units equal to 1e-4
         for p in extractor.parameters():
             p.data.normal_(0, 0.3)
     distinct = torch.stack([dataset[i][0] for i in range(4)])
-    rows = conditioning_gap(task, distinct, [10, 500], torch.Generator().manual_seed(0))
+    rows = conditioning_gap(model, distinct, [10, 500], torch.Generator().manual_seed(0))
     assert [r["t"] for r in rows] == [10, 500]
     assert all(r["gap"] == pytest.approx(r["shuffled"] - r["own"]) and r["gap"] != 0 for r in rows)
     same = distinct[:1].expand(4, -1, -1, -1)  # every image's units are also the rolled ones
     # the same units either way: no gap, up to float rounding (kernels may differ with the inputs' memory layout)
-    assert all(r["gap"] == pytest.approx(0, abs=1e-6) for r in conditioning_gap(task, same, [10, 500], torch.Generator().manual_seed(0)))
+    assert all(r["gap"] == pytest.approx(0, abs=1e-6) for r in conditioning_gap(model, same, [10, 500], torch.Generator().manual_seed(0)))
 
 
 def test_protocol_released_reaches_the_networks(first_stage_file, dataset, tmp_path):

@@ -58,8 +58,8 @@ def test_first_stage_is_trained_once_reused_and_resumed(tiny, monkeypatch, tmp_p
     own = run_training(make(*LDM, f"run.first_stage_cache={tmp_path / 'own'}", run="e"), dataset=data)
     assert own.task.first_stage_path.startswith(str((tmp_path / "own").resolve()))
 
-    # the run folder alone rebuilds the task, first stage included
+    # the run folder alone rebuilds the task, first stage included: from its own checkpoint, not the cache
     cfg, task = load_task_from_checkpoint(first.run_dir, dataset=data)
-    assert task.first_stage_path == first.task.first_stage_path
+    assert task.first_stage_path == str(list_checkpoints(first.run_dir)[-1][1] / "model.safetensors")
     assert torch.equal(task.net.decoder.weight, first.task.net.module.decoder.weight
                        if hasattr(first.task.net, "module") else first.task.net.decoder.weight)
