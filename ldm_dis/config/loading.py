@@ -21,7 +21,7 @@ from ldm_dis.config.schema import Config
 from ldm_dis.config.validation import section_given_a_value, validate_config
 from ldm_dis.errors import UserInputError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # shipped in the package (configs/ at the root links here)
 
 
 class ConfigError(UserInputError):
