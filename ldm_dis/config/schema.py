@@ -143,11 +143,17 @@ class DyGAConfig:
     dim_threshold: float = 0.2  # Cattell scree-test threshold (HDclassif's default)
     reg_covar: float = 1e-6  # eigenvalue floor, relative to the mean per-coordinate variance
     search_samples: int = 20_000  # initial fit and split rounds on this many points; EM refits on all
+    # EM iterations at most of those refits on all points (None = em_iters): they polish a mixture that
+    # converged on the subsample; on one Gaussian blob EM would creep on for tens of full-data iterations
+    refit_iters: Optional[int] = 2
+    # "torch": every unit at once on the bottleneck's device (batched_fit.py; float32 per-point work);
+    # "numpy": one unit at a time, in num_workers processes (hddc.py, anchor_selection.py)
+    fitter: str = "torch"
     tau: float = 1e-4  # Gumbel-softmax temperature
     lam: float = 0.1  # lambda: maximum pull toward the anchor
     fit_every_epochs: int = 1  # r (5 for Cars3D; train.epoch_steps sets the length of an epoch)
     max_samples: int = 100_000  # features collected per fit
-    num_workers: int = 2  # processes fitting units in parallel (1 = in the trainer's process)
+    num_workers: int = 2  # fitter numpy: processes fitting units in parallel (1 = in the trainer's process)
     seed: int = 0
 
 
