@@ -12,7 +12,7 @@ Each section belongs to one part of the package; change a section together with 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -65,6 +65,7 @@ class FirstStageConfig:
     lr: float = 4.5e-6  # per-sample rate as in the taming configs; scaled by batch size
     batch_size: int = 64
     max_steps: int = 100_000
+    max_minutes: Optional[float] = None  # wall-clock budget of its training, as train.max_minutes
     log_every: int = 50
     ckpt_every: int = 1000
 
@@ -235,6 +236,9 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 100_000
+    # wall-clock budget of one training call: it stops at a checkpoint once this many minutes have passed
+    # (the run's log records the steps reached); None = until max_steps
+    max_minutes: Optional[float] = None
     batch_size: int = 512  # global batch, split evenly across processes
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -262,6 +266,9 @@ class EvalConfig:
     )
     fast: bool = False
     seed: int = 0
+    # protocol values per metric, as `ldm-dis evaluate --set metric.key=value`, e.g. {dci: {num_train: 2000}}
+    protocol: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    jobs: int = -1  # worker threads/processes of the metrics (-1: all cores)
 
 
 @dataclass

@@ -60,8 +60,10 @@ class LDMTask:
             *self.unet.parameters(),
             *(p for p in self.bottleneck.parameters() if id(p) not in disc),
         ]
+        # one fused kernel for all parameters where a GPU trains (foreach on a CPU: its default is a per-tensor loop)
+        fused = torch.cuda.is_available()
         self.optimizer = torch.optim.AdamW(self.main_params, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas),
-                                           weight_decay=cfg.train.weight_decay, foreach=True)  # CPU default is a per-tensor loop
+                                           weight_decay=cfg.train.weight_decay, foreach=not fused, fused=fused)
         self.disc_params = list(self.bottleneck.discriminator_parameters())
         self.disc_optimizer = None
         if self.disc_params:
