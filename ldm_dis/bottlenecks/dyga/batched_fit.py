@@ -149,6 +149,7 @@ def _child_posteriors(S, children: Mixtures, units, slot, n_units) -> torch.Tens
     return torch.softmax(logp[units, :, slot], dim=-1)  # (P, n_s, 2)
 
 
+@torch.no_grad()
 def fit_units(
     features: torch.Tensor,
     *,
@@ -188,7 +189,12 @@ def fit_units(
     generator = torch.Generator(device=device).manual_seed(int(seed))
     n_units = features.shape[1]
     step = unit_batch or (n_units if device.type == "cuda" else 1)
-    parts = [_fit_batch(features[:, lo:lo + step], generator, dtype, **options) for lo in range(0, n_units, step)]
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # no TF32 on a GPU: scatter sums need float32's mantissa
+    try:
+        parts = [_fit_batch(features[:, lo:lo + step], generator, dtype, **options) for lo in range(0, n_units, step)]
+    finally:
+        torch.set_float32_matmul_precision(precision)
     if len(parts) == 1:
         return parts[0]
     mixtures = empty_mixtures(n_units, k_max, features.shape[2], device)

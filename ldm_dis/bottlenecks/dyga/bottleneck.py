@@ -175,13 +175,8 @@ class DyGABottleneck(Bottleneck):
     def _fit_torch(self, features, seed: int) -> List[int]:
         device = self.means.device
         feats = torch.as_tensor(features).to(device=device, dtype=torch.float32)
-        precision = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("highest")  # no TF32: scatter sums need float32's mantissa
-        try:
-            with torch.autocast(device_type=device.type, enabled=False):
-                fit = fit_units(feats, seed=seed, **self._options())
-        finally:
-            torch.set_float32_matmul_precision(precision)
+        with torch.autocast(device_type=device.type, enabled=False):
+            fit = fit_units(feats, seed=seed, **self._options())
         m = fit.mixtures
         for buf, value in ((self.center, fit.center), (self.scale, fit.scale), (self.means, m.means),
                            (self.variances, m.variances), (self.eigenvectors, m.eigenvectors),
