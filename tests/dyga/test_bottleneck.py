@@ -125,8 +125,8 @@ def test_built_from_the_registry():
 @pytest.mark.slow  # the workers' first start imports torch and scikit-learn: ~25 s on 2 shared cores
 def test_worker_processes_give_the_same_anchors(clusters):
     feats = _unit_features(clusters)
-    serial = DyGABottleneck(DyGAConfig(num_workers=1), N_UNITS, DIM)
-    parallel = DyGABottleneck(DyGAConfig(num_workers=2), N_UNITS, DIM)
+    serial = DyGABottleneck(DyGAConfig(num_workers=1, fitter="numpy"), N_UNITS, DIM)
+    parallel = DyGABottleneck(DyGAConfig(num_workers=2, fitter="numpy"), N_UNITS, DIM)
     serial.fit(feats)
     parallel.fit(feats)
     for name, buf in serial.state_dict().items():
