@@ -21,7 +21,6 @@ full-covariance ``GaussianMixture`` gets the K that the numpy fitter ended with,
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import time
 

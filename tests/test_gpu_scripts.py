@@ -76,8 +76,8 @@ def _wheel(folder: Path, name: str, files: dict) -> Path:
 
 
 def test_install_plan_reads_wheels_without_running_them(tmp_path):
-    present = _wheel(tmp_path, "numpy_like-1.0-py3-none-any.whl",
-                     {"numpy/__init__.py": "", "numpy_like-1.0.dist-info/RECORD": ""})
+    _wheel(tmp_path, "numpy_like-1.0-py3-none-any.whl",  # its module (numpy) imports here
+           {"numpy/__init__.py": "", "numpy_like-1.0.dist-info/RECORD": ""})
     absent = _wheel(tmp_path, "Not_Here-2.0-py3-none-any.whl",
                     {"not_here_pkg/__init__.py": "raise SystemExit('never imported')", "not_here_mod.py": "",
                      "Not_Here-2.0.dist-info/RECORD": ""})
