@@ -2,13 +2,21 @@
 
     python benchmarks/train_bench.py                          # CPU, both sizes, plus U-Net references
     python benchmarks/train_bench.py --device cuda --bf16 --channels-last --batch 128
+    python benchmarks/train_bench.py --device cuda --bf16 --channels-last --sizes proof --batch 512 \
+        --ddim-batch 256 --loader-workers 8 --first-stage --flops           # the GPU proof run's sizes
 
 Rows:
   * ldm train step: one full LDMTask.training_step (frozen VQ-GAN encode, extractor, bottleneck=none,
     U-Net forward/backward, AdamW, the U-Net's EMA update), images/s;
   * ddim: EMA U-Net, ``diffusion.sample_steps`` DDIM steps + VQ-GAN decode, images/s;
   * reference rows (--reference, paper size): U-Net forward+backward alone for our eager U-Net, the
-    same under torch.compile, and diffusers' UNet2DConditionModel configured like Table 8.
+    same under torch.compile, and diffusers' UNet2DConditionModel configured like Table 8;
+  * --loader-workers N: the train step fed by the training DataLoader (synth-shapes3d rendered in N
+    workers, pinned memory), with the share of time spent waiting for data;
+  * --first-stage: one VQ-GAN step (autoencoder + discriminator) at the size's first-stage config;
+  * --flops: FLOPs per image of the train step, a DDIM step and the extractor (FlopCounterMode).
+Sizes: quickstart (configs/quickstart.yaml), paper (shapes3d.yaml), proof (proof_gpu.yaml: paper size
+with the released extractor head). On CUDA, LDMTask's AdamW is fused.
 Weights are random (speed does not depend on them). Prints a markdown table.
 """
 
@@ -34,7 +42,7 @@ from ldm_dis.models.vqgan import FirstStage  # noqa: E402
 from ldm_dis.sampling.ddim import ddim_sample  # noqa: E402
 from ldm_dis.training.ldm_task import LDMTask  # noqa: E402
 
-SIZES = {"quickstart": "quickstart.yaml", "paper": "shapes3d.yaml"}
+SIZES = {"quickstart": "quickstart.yaml", "paper": "shapes3d.yaml", "proof": "proof_gpu.yaml"}
 
 
 def sync(device):
@@ -162,6 +170,88 @@ def bench_references(args, rows: list) -> None:
         rows.append(("paper", f"U-Net fwd+bwd: {name}", batch, f"{batch / sec:.1f}", f"{n / 1e6:.1f}M params"))
 
 
+# ------------------------------------------------------------------------- GPU-oriented rows
+# (``--loader-workers``, ``--first-stage``, ``--flops``; they run on a CPU too, at tiny sizes in the tests)
+
+def flops_per_image(fn, batch: int) -> float:
+    """FLOPs of one call of ``fn`` per image, counted by torch's FlopCounterMode (matmuls, convolutions,
+    attention; elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / batch
+
+
+def _rate_note(seconds: float, flops: float | None, batch: int) -> str:
+    if flops is None:
+        return ""
+    return f"{flops / 1e9:.2f} GFLOP/image, {flops * batch / seconds / 1e12:.2f} TFLOP/s"
+
+
+def bench_loader(size: str, args, tmp: Path, rows: list) -> None:
+    """The training step fed by the trainer's own loader: synth-shapes3d rendered in ``--loader-workers``
+    worker processes, pinned memory, non-blocking copies; also the share of the time spent waiting for data."""
+    from ldm_dis.data import build_dataset
+    from ldm_dis.training.data_order import training_loader
+
+    task = build_task(size, args, tmp)
+    cfg, dev, acc = task.cfg, args.device, task.accelerator
+    batch = args.batch or (64 if size == "quickstart" else 16)
+    dataset = build_dataset({"name": "synth-shapes3d", "resolution": cfg.data.resolution})
+    batches = iter(training_loader(dataset, batch, 0, 0, acc, args.loader_workers))
+    for step in range(2):  # warm-up: workers start, kernels are chosen
+        images, _ = next(batches)
+        task.training_step(images.to(dev, non_blocking=True), None, step, acc)
+    sync(dev)
+    steps = max(3, args.repeats * 2)
+    waited, start = 0.0, time.perf_counter()
+    for step in range(steps):
+        fetch = time.perf_counter()
+        images, _ = next(batches)
+        waited += time.perf_counter() - fetch
+        task.training_step(images.to(dev, non_blocking=True), None, step, acc)
+    sync(dev)
+    seconds = time.perf_counter() - start
+    rows.append((size, f"ldm train step, data from {args.loader_workers} workers", batch, f"{batch * steps / seconds:.1f}",
+                 f"{100 * waited / seconds:.0f}% of the time waiting for data"))
+
+
+def bench_first_stage(size: str, args, rows: list) -> None:
+    """One VQ-GAN training step (autoencoder and discriminator updates) at the size's first-stage config."""
+    from _common import StepAccelerator
+
+    from ldm_dis.training.vqgan_task import VQGANTask
+
+    cfg = load_config(SIZES[size], [f"train.channels_last={args.channels_last}"])
+    task = VQGANTask(cfg)
+    task.prepare(StepAccelerator(args.device, args.bf16))
+    r, dev = cfg.data.resolution, args.device
+    batch = args.fs_batch or cfg.model.first_stage.batch_size
+    images = torch.rand(batch, 3, r, r, device=dev) * 2 - 1
+    step = lambda: task.training_step(images, None, 1, task.accelerator)  # noqa: E731
+    flops = flops_per_image(step, batch) if args.flops else None
+    sec = timed(step, args.repeats, 2, dev)
+    rows.append((size, "vq-gan train step (with discriminator)", batch, f"{batch / sec:.1f}", _rate_note(sec, flops, batch)))
+
+
+def bench_flops(size: str, args, tmp: Path, rows: list) -> None:
+    """FLOPs per image of the LDM train step and of one DDIM step + decode share (counted, not timed)."""
+    task = build_task(size, args, tmp)
+    cfg, dev, acc = task.cfg, args.device, task.accelerator
+    r, batch = cfg.data.resolution, 2
+    images = torch.rand(batch, 3, r, r, device=dev) * 2 - 1
+    train = flops_per_image(lambda: task.training_step(images, None, 0, acc), batch)
+    units = task.encode(images)
+    x_T = torch.randn(batch, cfg.model.first_stage.embed_dim, task.latent_size, task.latent_size, device=dev)
+    with torch.no_grad():
+        step = flops_per_image(lambda: ddim_sample(task.ema_unet.shadow, task.ddim_scheduler, units, x_T, 1, 0.0), batch)
+        encode = flops_per_image(lambda: task.encode(images), batch)
+    rows.append((size, "FLOPs counted", batch, "", f"train step {train / 1e9:.2f} GFLOP/image; DDIM step "
+                 f"{step / 1e9:.3f} GFLOP/image; extractor encode {encode / 1e9:.3f} GFLOP/image"))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="quickstart,paper", help="comma-separated; empty for reference rows only")
@@ -176,6 +266,11 @@ def main(argv=None):
     p.add_argument("--reference", action="store_true", help="add U-Net-only rows: ours vs diffusers")
     p.add_argument("--compile-reference", action="store_true", help="with --reference: also our U-Net compiled")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--loader-workers", type=int, default=None,
+                   help="add a train-step row fed by the training DataLoader with this many workers")
+    p.add_argument("--first-stage", action="store_true", help="add a VQ-GAN train-step row per size")
+    p.add_argument("--fs-batch", type=int, default=None, help="VQ-GAN batch (default: the config's)")
+    p.add_argument("--flops", action="store_true", help="add FLOPs per image (counted by FlopCounterMode)")
     args = p.parse_args(argv)
     args.device = torch.device(args.device)
     if args.threads:
@@ -184,6 +279,12 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         for size in filter(None, args.sizes.split(",")):
             bench_size(size, args, Path(tmp), rows)
+            if args.loader_workers is not None:
+                bench_loader(size, args, Path(tmp), rows)
+            if args.first_stage:
+                bench_first_stage(size, args, rows)
+            if args.flops:
+                bench_flops(size, args, Path(tmp), rows)
     if args.reference:
         bench_references(args, rows)
     dev = torch.cuda.get_device_name() if args.device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"

@@ -12,7 +12,7 @@ Each section belongs to one part of the package; change a section together with 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -66,6 +66,7 @@ class FirstStageConfig:
     lr: float = 4.5e-6  # per-sample rate as in the taming configs; scaled by batch size
     batch_size: int = 64
     max_steps: int = 100_000
+    max_minutes: Optional[float] = None  # wall-clock budget of its training, as train.max_minutes
     log_every: int = 50
     ckpt_every: int = 1000
 
@@ -158,6 +159,12 @@ class DyGAConfig:
     dim_threshold: float = 0.2  # Cattell scree-test threshold (HDclassif's default)
     reg_covar: float = 1e-6  # eigenvalue floor, relative to the mean per-coordinate variance
     search_samples: int = 20_000  # initial fit and split rounds on this many points; EM refits on all
+    # EM iterations at most of those refits on all points (None = em_iters): they polish a mixture that
+    # converged on the subsample; on one Gaussian blob EM would creep on for tens of full-data iterations
+    refit_iters: Optional[int] = 2
+    # "torch": every unit at once on the bottleneck's device (batched_fit.py; float32 per-point work);
+    # "numpy": one unit at a time, in num_workers processes (hddc.py, anchor_selection.py)
+    fitter: str = "torch"
     tau: float = 1e-4  # Gumbel-softmax temperature
     lam: float = 0.1  # lambda: maximum pull toward the anchor
     # "paper": Gumbel-softmax anchor, lambda per sample and unit, normalization stored with the anchors;
@@ -166,7 +173,7 @@ class DyGAConfig:
     alignment: Optional[str] = None
     fit_every_epochs: int = 1  # r (5 for Cars3D; train.epoch_steps sets the length of an epoch)
     max_samples: int = 100_000  # features collected per fit
-    num_workers: int = 2  # processes fitting units in parallel (1 = in the trainer's process)
+    num_workers: int = 2  # fitter numpy: processes fitting units in parallel (1 = in the trainer's process)
     seed: int = 0
 
 
@@ -248,6 +255,9 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 100_000
+    # wall-clock budget of one training call: it stops at a checkpoint once this many minutes have passed
+    # (the run's log records the steps reached); None = until max_steps
+    max_minutes: Optional[float] = None
     batch_size: int = 512  # global batch, split evenly across processes
     lr: float = 1e-4
     extractor_lr: Optional[float] = None  # learning rate of the feature extractor; None = train.lr
@@ -291,6 +301,9 @@ class EvalConfig:
     # InfoMEC's active codes: "range", range > largest / 20 (Hsu et al.); "iqr", interquartile range >
     # largest / 10 (released code); null = as `protocol` says
     infomec_active: Optional[str] = None
+    # protocol values per metric, as `ldm-dis evaluate --set metric.key=value`, e.g. {dci: {num_train: 2000}}
+    protocol: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    jobs: int = -1  # worker threads/processes of the metrics (-1: all cores)
 
 
 @dataclass

@@ -68,7 +68,8 @@ RANGES = {
         "k_init", "k_max", "em_iters", "search_samples", "fit_every_epochs", "max_samples", "num_workers")},
     **{f"model.bottleneck.dyga.{k}": PROBABILITY for k in ("phi", "random_split_prob", "lam", "dim_threshold")},
     **{f"model.bottleneck.dyga.{k}": NON_NEGATIVE for k in ("psi", "max_split_rounds", "min_count", "tol", "reg_covar")},
-    "model.bottleneck.dyga.tau": above(0),
+    "model.bottleneck.dyga.tau": above(0), "model.bottleneck.dyga.refit_iters": POSITIVE,
+    "train.max_minutes": above(0), "model.first_stage.max_minutes": above(0),
     "model.bottleneck.factorq.codebook_size": at_least(2), "model.bottleneck.factorq.disc_hidden": POSITIVE,
     "model.bottleneck.factorq.disc_layers": at_least(2), "model.bottleneck.factorq.disc_lr": above(0),
     **{f"model.bottleneck.factorq.{k}": NON_NEGATIVE for k in ("beta", "gamma", "tau_decay", "tau_min")},
@@ -142,6 +143,10 @@ def _choice_problems(cfg) -> List[str]:
               *((f"eval.metrics[{i}]", name, list(METRICS)) for i, name in enumerate(cfg.eval.metrics))]
     if m.kind in ("ldm", "vqgan"):
         checks.append(("model.first_stage.codebook_init", m.first_stage.codebook_init, CODEBOOK_INITS))
+    if m.kind == "ldm" and m.bottleneck.kind == "dyga":
+        from ldm_dis.bottlenecks.dyga.bottleneck import FITTERS
+
+        checks.append(("model.bottleneck.dyga.fitter", m.bottleneck.dyga.fitter, FITTERS))
     if m.kind == "ldm":
         from ldm_dis.models import diffusion
 

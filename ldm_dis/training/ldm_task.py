@@ -60,8 +60,10 @@ class LDMTask:
         groups = [{"params": self.main_params}]
         if cfg.train.extractor_lr is not None:  # the logged lr (group 0) stays train.lr
             groups = [{"params": rest}, {"params": extractor_params, "lr": cfg.train.extractor_lr}]
+        # one fused kernel for all parameters where a GPU trains (foreach on a CPU: its default is a per-tensor loop)
+        fused = torch.cuda.is_available()
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas),
-                                           weight_decay=cfg.train.weight_decay, foreach=True)  # CPU default is a per-tensor loop
+                                           weight_decay=cfg.train.weight_decay, foreach=not fused, fused=fused)
         self.disc_params = list(self.bottleneck.discriminator_parameters())
         self.disc_optimizer = None
         if self.disc_params:

@@ -28,10 +28,11 @@ from ldm_dis.training.checkpoint import (
 from ldm_dis.training.resume_changes import check_resume_config
 from ldm_dis.training.rng import seed_everything
 from ldm_dis.training.run_lock import hold_run_folder
+from ldm_dis.training.run_log import read_log
 from ldm_dis.training.trainer import Trainer, make_accelerator
 
 # keys that do not change the first stage's weights, left out of its cache key
-_UNHASHED = {"first_stage": ("checkpoint", "log_every", "ckpt_every"), "data": ("num_workers", "cache_dir")}
+_UNHASHED = {"first_stage": ("checkpoint", "log_every", "ckpt_every", "max_minutes"), "data": ("num_workers", "cache_dir")}
 FIRST_STAGE_SEED = 0  # the cached first stage is a function of its config alone, whichever run trains it
 
 
@@ -80,13 +81,28 @@ def first_stage_config(cfg):
     # the cache); only choices about the hardware are carried over
     train = cfg.train
     fs_cfg.train = OmegaConf.structured(TrainConfig(
-        max_steps=stage.max_steps, batch_size=stage.batch_size, log_every=stage.log_every,
+        max_steps=stage.max_steps, max_minutes=stage.max_minutes, batch_size=stage.batch_size, log_every=stage.log_every,
         ckpt_every=stage.ckpt_every, sample_every=stage.ckpt_every, seed=FIRST_STAGE_SEED,
         keep_last=train.keep_last, num_sample_images=train.num_sample_images,
         mixed_precision=train.mixed_precision, channels_last=train.channels_last, compile=train.compile,
         log_with=train.log_with,
     ))
     return fs_cfg
+
+
+def training_finished(run_dir, train) -> bool:
+    """Whether the run in ``run_dir`` is done for the train section ``train``: its newest checkpoint
+    reached ``train.max_steps``, or, while ``train.max_minutes`` is set, its last training call ended
+    on that time budget at the newest checkpoint (a budgeted run is trained once, not topped up)."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        return False
+    if found[-1][0] >= train.max_steps:
+        return True
+    if train.max_minutes is None:
+        return False
+    ends = [r for r in read_log(run_dir) if "end" in r]
+    return bool(ends) and ends[-1]["end"] == "max_minutes" and ends[-1]["step"] == found[-1][0]
 
 
 def ensure_first_stage(cfg, dataset, accelerator) -> Path:
@@ -111,7 +127,7 @@ def _cached_first_stage(fs_cfg, dataset, accelerator) -> Path:
             shutil.rmtree(folder)
     accelerator.wait_for_everyone()
     found = list_checkpoints(fs_cfg.run.dir)
-    if found and found[-1][0] >= fs_cfg.train.max_steps:
+    if found and training_finished(fs_cfg.run.dir, fs_cfg.train):
         if main:
             print(f"first stage: reusing {found[-1][1]}")
     else:

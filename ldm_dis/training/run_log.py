@@ -135,3 +135,18 @@ class RunLog:
 def read_log(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / LOG_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+
+def training_summary(run_dir: str | Path) -> Optional[dict]:
+    """What a run's training did, from its log: the last end-of-training record (why it stopped,
+    steps and images of that call, images/s over its steps, peak GPU memory), the total steps
+    reached, and its DyGA anchor fits (step, seconds, mean K). None when the log has no such record."""
+    records = read_log(run_dir)
+    ends = [r for r in records if "end" in r]
+    if not ends:
+        return None
+    out = {k: v for k, v in ends[-1].items() if k != "time"}
+    out["steps"] = out.pop("step")
+    out["dyga_fits"] = [{"step": r["step"], "seconds": round(r["dyga/fit_seconds"], 3), "K_mean": r.get("dyga/K_mean")}
+                        for r in records if "dyga/fit_seconds" in r]
+    return out

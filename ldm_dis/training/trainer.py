@@ -28,6 +28,7 @@ from ldm_dis.training.checkpoint import (
     CONFIG_FILE, CheckpointError, checkpoint_path, find_checkpoints, last_good_checkpoint, load_checkpoint,
     load_modules, prune_checkpoints, resolve_checkpoint, save_checkpoint,
 )
+from ldm_dis.training.budget import TrainingBudget
 from ldm_dis.training.data_order import ordered_loader, steps_per_pass, training_loader
 from ldm_dis.training.integrity import named_tensors, non_finite_tensors
 from ldm_dis.training.resume_changes import apply_learning_rates, capture_learning_rates, saved_config_value
@@ -69,6 +70,8 @@ class Trainer:
         for key in ("max_steps", "batch_size", "log_every", "ckpt_every", "keep_last"):
             if train[key] < 1:
                 raise UserInputError(f"train.{key}={train[key]} must be at least 1")
+        if train.max_minutes is not None and train.max_minutes <= 0:
+            raise UserInputError(f"train.max_minutes={train.max_minutes} must be positive (or null: no time limit)")
         self.steps_per_epoch = train.epoch_steps or steps_per_pass(len(dataset), train.batch_size)
         task.prepare(self.accelerator)
         # every process was built from the same seed (same initial weights); now give each its own
@@ -109,6 +112,7 @@ class Trainer:
         bar = tqdm(total=train.max_steps, initial=self.step, disable=not acc.is_main_process,
                    desc=self.cfg.run.name, dynamic_ncols=True)
         sums, count, since = defaultdict(float), 0, time.perf_counter()
+        budget = TrainingBudget(train.max_minutes, acc, self.step)
         while self.step < train.max_steps:
             images, factors = next(batches)
             images = images.to(acc.device, non_blocking=True)
@@ -122,9 +126,11 @@ class Trainer:
                 sums[key] += value
             count += 1
 
-            last = self.step == train.max_steps
+            out_of_time = budget.spent()
+            last = self.step == train.max_steps or out_of_time  # a time budget ends at a checkpoint too
             if self.step % train.log_every == 0 or last:
                 seconds = time.perf_counter() - since
+                budget.step_seconds += seconds
                 means = {key: total / count for key, total in sums.items()}
                 speed = train.batch_size * count / max(seconds, 1e-9)
                 self.log.write(self.step, {**means, **self._learning_rates()}, epoch=self.epoch,
@@ -139,7 +145,10 @@ class Trainer:
             if self.step % train.ckpt_every == 0 or last:
                 self.save()
             since += time.perf_counter() - hooks_started  # images/s measures training steps only
+            if out_of_time:
+                break
         bar.close()
+        self.log.write(self.step, {}, **budget.summary(self.step, train.batch_size))
         self.log.close()
 
     def _checked(self, losses: Dict[str, torch.Tensor]) -> Dict[str, float]:

@@ -41,6 +41,8 @@ def refused(overrides, *fragments, config="quickstart.yaml"):
     ("model.diffusion.timestep_sampling=logit", ["did you mean 'logit_normal'?"]),
     ("model.diffusion.loss_weighting=min-snr", ["`model.diffusion.loss_weighting`='min-snr' is unknown; did you mean 'min_snr'?"]),
     ("model.diffusion.pdae_gamma=2", ["`model.diffusion.pdae_gamma`=2.0: must be in [0, 1]"]),
+    ("model.bottleneck.dyga.fitter=cuda", ["`model.bottleneck.dyga.fitter`='cuda' is unknown", "'torch'"]),
+    ("train.max_minutes=0", ["`train.max_minutes`=0.0: must be greater than 0"]),
     ("train.extractor_lr=-1e-3", ["`train.extractor_lr`=-0.001: must be greater than 0"]),
     ("train.mixed_precision=fp8", ["`train.mixed_precision`='fp8' is unknown", "'bf16'"]),
     ("data.name=shapes3", ["`data.name`='shapes3' is unknown; did you mean 'shapes3d'?"]),

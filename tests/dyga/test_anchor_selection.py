@@ -80,3 +80,20 @@ def test_collapsed_unit_gives_one_finite_anchor():
     assert model.n_components_ == 1
     np.testing.assert_allclose(model.means_[0], 0.3)
     assert np.isfinite(model.score_samples(X)).all()
+
+
+def test_torch_fitter_normalizes_as_the_numpy_one_minmax_included():
+    import torch
+
+    from ldm_dis.bottlenecks.dyga import feature_normalization
+    from ldm_dis.bottlenecks.dyga.batched_fit import normalize
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(2, 300, 4)) * [[[1.0]], [[3.0]]]  # (units, points, D)
+    for method in ("median", "minmax"):
+        z, center, scale = normalize(torch.as_tensor(features), torch.float64, method)
+        for u in range(2):
+            c, s = feature_normalization(features[u], method)
+            np.testing.assert_allclose(center[u].numpy(), c, rtol=1e-12)
+            assert float(scale[u]) == pytest.approx(s, rel=1e-12)
+            np.testing.assert_allclose(z[u].numpy(), (features[u] - c) / s, rtol=1e-10)

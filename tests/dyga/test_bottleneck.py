@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from ldm_dis.bottlenecks import build_bottleneck
 from ldm_dis.bottlenecks.dyga import DyGABottleneck
 from ldm_dis.config.schema import BottleneckConfig, DyGAConfig
+from ldm_dis.errors import UserInputError
 
 N_UNITS, DIM = 3, 8
 
@@ -41,10 +42,14 @@ def test_identity_before_the_first_fit_and_schedule():
     assert [e for e in range(3) if DyGABottleneck(DyGAConfig(), 1, 2).should_fit(e)] == [0, 1, 2]
 
 
-def test_fit_fills_fixed_shape_buffers_and_logs_k(clusters):
-    bn = DyGABottleneck(DyGAConfig(num_workers=1, k_max=16), N_UNITS, DIM)
+@pytest.mark.parametrize("fitter", ["torch", "numpy"])
+def test_fit_fills_fixed_shape_buffers_and_logs_k(clusters, fitter):
+    bn = DyGABottleneck(DyGAConfig(num_workers=1, k_max=16, fitter=fitter), N_UNITS, DIM)
     shapes = {name: b.shape for name, b in bn.named_buffers()}
-    log = bn.fit(_unit_features(clusters))
+    dtypes = {name: b.dtype for name, b in bn.named_buffers()}
+    features = _unit_features(clusters)
+    log = bn.fit(torch.tensor(features) if fitter == "torch" else features)  # arrays or tensors
+    assert {name: b.dtype for name, b in bn.named_buffers()} == dtypes
     assert {name: b.shape for name, b in bn.named_buffers()} == shapes
     assert bn.is_fitted and int(bn.num_fits) == 1
     k = bn.num_anchors
@@ -97,12 +102,18 @@ def test_save_fit_writes_inspectable_files(clusters, tmp_path):
         np.testing.assert_allclose(arrays["covariances"][i, : k[i]], mixture.covariances_, rtol=1e-4, atol=1e-6)
 
 
-def test_anchors_sit_on_the_clusters(clusters):
-    bn, _ = _fitted(clusters, random_split_prob=0.0)
+@pytest.mark.parametrize("fitter", ["torch", "numpy"])
+def test_anchors_sit_on_the_clusters(clusters, fitter):
+    bn, _ = _fitted(clusters, random_split_prob=0.0, fitter=fitter)
     for i in range(N_UNITS):
         _, _, centers = clusters(i + 2, 900 // (i + 2), dim=DIM, intrinsic_dim=2, seed=20 + i)
         anchors = bn.unit_mixture(i).means_
         assert np.linalg.norm(centers[:, None] - anchors[None], axis=2).min(1).max() < 1.0
+
+
+def test_fitter_choice_is_checked_at_construction():
+    with pytest.raises(UserInputError, match="model.bottleneck.dyga.fitter='jax'"):
+        DyGABottleneck(DyGAConfig(fitter="jax"), N_UNITS, DIM)
 
 
 def test_built_from_the_registry():
@@ -114,8 +125,8 @@ def test_built_from_the_registry():
 @pytest.mark.slow  # the workers' first start imports torch and scikit-learn: ~25 s on 2 shared cores
 def test_worker_processes_give_the_same_anchors(clusters):
     feats = _unit_features(clusters)
-    serial = DyGABottleneck(DyGAConfig(num_workers=1), N_UNITS, DIM)
-    parallel = DyGABottleneck(DyGAConfig(num_workers=2), N_UNITS, DIM)
+    serial = DyGABottleneck(DyGAConfig(num_workers=1, fitter="numpy"), N_UNITS, DIM)
+    parallel = DyGABottleneck(DyGAConfig(num_workers=2, fitter="numpy"), N_UNITS, DIM)
     serial.fit(feats)
     parallel.fit(feats)
     for name, buf in serial.state_dict().items():

@@ -165,3 +165,37 @@ def test_resume_without_config_uses_the_runs_own_config(tiny):
     saved = load_config(first.run_dir / "config.yaml")  # rewritten with the override, the rest kept
     assert (saved.train.max_steps, saved.train.lr, saved.model.kind) == (10, 0.02, "tiny")
     assert main(["train.max_steps=10"], dataset=data) == 2  # no config, no --resume: a clear error
+
+
+class _Clock:
+    """time.perf_counter for the budget alone: every reading is 10 s after the previous one."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 10.0
+        return self.now
+
+
+def test_time_budget_stops_at_a_checkpoint_and_the_log_records_it(tiny, monkeypatch):
+    from ldm_dis.errors import UserInputError
+    from ldm_dis.training import budget
+    from ldm_dis.training.pipeline import training_finished
+    from ldm_dis.training.run_log import training_summary
+
+    make, data = tiny
+    monkeypatch.setattr(budget, "time", _Clock())
+    cfg = make("train.max_minutes=0.5", "train.ckpt_every=100")  # 30 s: spent at the third step's check
+    run_training(cfg, dataset=data)
+    assert [s for s, _ in list_checkpoints(cfg.run.dir)] == [3]  # not a checkpoint step: saved because it stopped
+    summary = training_summary(cfg.run.dir)
+    assert (summary["end"], summary["steps"], summary["steps_run"], summary["images_seen"]) == ("max_minutes", 3, 3, 12)
+    assert summary["images_per_s"] > 0 and summary["peak_gpu_memory_bytes"] is None  # CPU
+    assert training_finished(cfg.run.dir, cfg.train)  # a budgeted run is trained once
+    assert not training_finished(cfg.run.dir, make().train)  # without the budget it is resumed to max_steps
+    full = make(run="full")
+    run_training(full, dataset=data)
+    assert training_summary(full.run.dir)["end"] == "max_steps" and training_finished(full.run.dir, full.train)
+    with pytest.raises(UserInputError, match="train.max_minutes=0"):
+        run_training(make("train.max_minutes=0", run="zero"), dataset=data)

@@ -18,7 +18,7 @@ The anchors are the means of the final mixture. All random choices come from ``s
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -86,6 +86,7 @@ def select_anchors(
     reg_covar: float = 1e-6,
     search_samples: int = 20_000,
     normalization: str = "median",
+    refit_iters: Optional[int] = None,
     seed: int = 0,
 ) -> HDDC:
     """Fit the anchors of one unit. features: (n, D). Returns the fitted HDDC in the features' units.
@@ -95,6 +96,9 @@ def select_anchors(
     The initial fit and the split rounds run on a seeded subsample of ``search_samples`` points (a
     density is a mean distance: 20k points estimate it well), then EM refits the found mixture on
     every point, and the filter counts every point. This keeps 100k points per unit in seconds.
+    ``refit_iters`` caps the EM iterations of those refits on every point (None: ``em_iters``): they
+    polish a mixture that already converged on the subsample (on one Gaussian blob split into K_max
+    pieces, EM creeps on for tens of iterations there, gaining a few hundredths of a nat per point).
     Extra attributes on the result: ``split_log_`` (a dict: splits per round, K before filtering,
     components filtered).
     """
@@ -109,7 +113,9 @@ def select_anchors(
         return HDDC(k, max_iter, tol, dim_threshold, reg_covar, random_state=int(rng.integers(2**31)))
 
     search = Z
-    if len(Z) > search_samples:
+    subsampled = len(Z) > search_samples
+    full_iters = em_iters if (refit_iters is None or not subsampled) else refit_iters
+    if subsampled:
         search = Z[np.sort(rng.choice(len(Z), search_samples, replace=False))]
 
     # 1. initial mixture (fewer seeds than K0 when there are fewer points than K0)
@@ -148,9 +154,9 @@ def select_anchors(
         resp = model.fit_predict_proba(search, init_resp=resp)
 
     refit_needed = any(splits_per_round)  # the split rounds ran single EM updates only
-    if search is not Z:  # the mixture found on the subsample, refitted on every point
+    if subsampled:  # the mixture found on the subsample, refitted on every point
         start = model.predict_proba(Z)
-        model = hddc(start.shape[1])
+        model = hddc(start.shape[1], max_iter=full_iters)
         resp = model.fit_predict_proba(Z, init_resp=start)
         refit_needed = False
 
@@ -169,7 +175,7 @@ def select_anchors(
         explained = resp[:, keep].sum(1) >= 0.5
         rows = rows[explained]
         resp = _softmax_rows(model.weighted_log_prob(Z[rows])[:, keep])
-        model = hddc(int(keep.sum()))
+        model = hddc(int(keep.sum()), max_iter=full_iters)
         resp = model.fit_predict_proba(Z[rows], init_resp=resp)
         refit_needed = False  # K strictly decreases on every further pass, so this loop ends
 

@@ -41,7 +41,11 @@ from threadpoolctl import threadpool_limits
 from ldm_dis.bottlenecks.base import Bottleneck, BottleneckOutput
 from ldm_dis.bottlenecks.dyga.alignment import align_features, released_alignment
 from ldm_dis.bottlenecks.dyga.anchor_selection import fit_unit
+from ldm_dis.bottlenecks.dyga.batched_fit import fit_units
 from ldm_dis.bottlenecks.dyga.hddc import HDDC
+from ldm_dis.errors import UserInputError
+
+FITTERS = ("torch", "numpy")
 
 
 def _fit_unit_in_worker(args):
@@ -93,6 +97,8 @@ class DyGABottleneck(Bottleneck):
         self.register_buffer("intrinsic_dims", torch.zeros(n, k, dtype=torch.long))
         self.register_buffer("weights", torch.zeros(n, k))
         self.register_buffer("num_fits", torch.zeros((), dtype=torch.long))
+        if cfg.fitter not in FITTERS:
+            raise UserInputError(f"model.bottleneck.dyga.fitter={cfg.fitter!r}: expected one of {FITTERS}")
 
     # ------------------------------------------------------------------------------------ schedule
     @property
@@ -134,25 +140,38 @@ class DyGABottleneck(Bottleneck):
             max_split_rounds=c.max_split_rounds, min_count=c.min_count, em_iters=c.em_iters, tol=c.tol,
             dim_threshold=c.dim_threshold, reg_covar=c.reg_covar, search_samples=c.search_samples,
             normalization="minmax" if self.alignment == "released" else "median",
+            refit_iters=c.refit_iters,
         )
 
-    def fit(self, features: np.ndarray) -> Dict[str, float]:
-        """Select anchors for every unit from features (n, N, D) collected in eval mode.
+    def fit(self, features) -> Dict[str, float]:
+        """Select anchors for every unit from features (n, N, D) collected in eval mode (array or tensor).
 
-        At most ``max_samples`` rows (a seeded subsample) are used; units are fitted in ``num_workers``
-        processes. Fills the buffers and returns numbers to log (K per unit, seconds).
+        At most ``max_samples`` rows (a seeded subsample) are used. ``fitter: torch`` fits every unit at
+        once on this module's device; ``numpy`` fits units in ``num_workers`` processes. Fills the
+        buffers and returns numbers to log (K per unit, seconds).
         """
-        features = np.asarray(features)  # kept in its dtype (float32): each unit is cast on its own
-        if features.ndim != 3 or features.shape[1:] != (self.num_units, self.unit_dim):
-            raise ValueError(f"features must be (n, {self.num_units}, {self.unit_dim}), got {features.shape}")
+        if tuple(features.shape[1:]) != (self.num_units, self.unit_dim) or len(features.shape) != 3:
+            raise ValueError(f"features must be (n, {self.num_units}, {self.unit_dim}), got {tuple(features.shape)}")
         start = time.perf_counter()
         fit_index = int(self.num_fits.item())
         seeds = np.random.SeedSequence([self.cfg.seed, fit_index])
-        sub_seed, *unit_seeds = seeds.generate_state(self.num_units + 1)
+        sub_seed, *unit_seeds, torch_seed = seeds.generate_state(self.num_units + 2)
         if len(features) > self.cfg.max_samples:
             rows = np.random.default_rng(sub_seed).choice(len(features), self.cfg.max_samples, replace=False)
             features = features[np.sort(rows)]
+        if self.cfg.fitter == "torch":
+            counts = self._fit_torch(features, int(torch_seed))
+        else:
+            counts = self._fit_numpy(np.asarray(features), unit_seeds)
+        self.num_fits += 1
 
+        log = {f"dyga/K_unit{i:02d}": float(k) for i, k in enumerate(counts)}
+        log["dyga/K_mean"] = float(np.mean(counts))
+        log["dyga/fit_seconds"] = time.perf_counter() - start
+        log["dyga/fit_index"] = float(fit_index + 1)
+        return log
+
+    def _fit_numpy(self, features: np.ndarray, unit_seeds) -> List[int]:
         workers = max(1, min(self.cfg.num_workers, self.num_units))
         jobs = [(np.ascontiguousarray(features[:, i]), self._options(), int(unit_seeds[i]))
                 for i in range(self.num_units)]
@@ -162,16 +181,24 @@ class DyGABottleneck(Bottleneck):
             with ProcessPoolExecutor(workers, mp_context=_worker_context()) as pool:
                 results = list(pool.map(_fit_unit_in_worker, jobs))
         self._store(results)
-        self.num_fits += 1
+        return [m.n_components_ for _, _, m in results]
 
-        log = {f"dyga/K_unit{i:02d}": float(m.n_components_) for i, (_, _, m) in enumerate(results)}
-        log["dyga/K_mean"] = float(np.mean([m.n_components_ for _, _, m in results]))
-        log["dyga/fit_seconds"] = time.perf_counter() - start
-        log["dyga/fit_index"] = float(fit_index + 1)
-        return log
+    @torch.no_grad()
+    def _fit_torch(self, features, seed: int) -> List[int]:
+        device = self.means.device
+        feats = torch.as_tensor(features).to(device=device, dtype=torch.float32)
+        with torch.autocast(device_type=device.type, enabled=False):
+            fit = fit_units(feats, seed=seed, **self._options())
+        m = fit.mixtures
+        for buf, value in ((self.center, fit.center), (self.scale, fit.scale), (self.means, m.means),
+                           (self.variances, m.variances), (self.eigenvectors, m.eigenvectors),
+                           (self.intrinsic_dims, m.dims), (self.weights, m.weights)):
+            buf.copy_(value.to(buf.dtype))
+        return fit.num_anchors.tolist()
 
     @torch.no_grad()
     def _store(self, results: List) -> None:
+        """Buffers from the numpy fitter's per-unit results (center, scale, HDDC)."""
         n, k_max, d = self.means.shape
         means = np.zeros((n, k_max, d))
         variances = np.ones((n, k_max, d))
