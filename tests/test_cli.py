@@ -84,16 +84,16 @@ def test_version(capsys):
     assert package_version().count(".") >= 1
 
 
-def test_quickstart_summary_is_a_table_with_counts_as_integers(tmp_path):
-    import json
-
+def test_quickstart_summary_is_a_table_with_counts_as_integers():
     from ldm_dis.commands.quickstart import _summary
 
-    (tmp_path / "eval").mkdir()
     scores = {"dci": {"disentanglement": 0.0520}, "infomec": {"infom": 0.4428, "num_active_codes": 10.0}}
-    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"scores": scores}))
-    lines = _summary(tmp_path, {"train": 60.0}, 90.0).splitlines()
+    report = {"metrics": scores, "training": {"ldm": {"steps": 700, "images_total": 22400, "images_per_s": 80.2,
+                                                      "end": "max_steps"}},
+              "stages": {"train": {"seconds": 60.0, "peak_gpu_memory_bytes": None}}, "total_seconds": 90.0}
+    lines = _summary(report).splitlines()
     assert lines[0].split() == ["metric", "score"] and set(lines[1]) == {"-"}
     assert lines[2].split() == ["dci.disentanglement", "0.052"]
     assert lines[4].split() == ["infomec.num_active_codes", "10"]
+    assert "700 steps, 22,400 images, 80 images/s (stopped by max_steps)" in "\n".join(lines)
     assert lines[-1].split() == ["time:", "total", "1.5", "min"]
