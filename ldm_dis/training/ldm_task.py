@@ -30,6 +30,7 @@ from ldm_dis.models.ema import EMA
 from ldm_dis.models.ldm import LatentDiffusion, eval_mode
 from ldm_dis.models.vqgan import load_first_stage
 from ldm_dis.training.distributed import average_gradients, broadcast_buffers
+from ldm_dis.training.optim import adam
 from ldm_dis.viz.grids import interleave_rows
 
 
@@ -60,16 +61,14 @@ class LDMTask:
         groups = [{"params": self.main_params}]
         if cfg.train.extractor_lr is not None:  # the logged lr (group 0) stays train.lr
             groups = [{"params": rest}, {"params": extractor_params, "lr": cfg.train.extractor_lr}]
-        # one fused kernel for all parameters where a GPU trains (foreach on a CPU: its default is a per-tensor loop)
-        fused = torch.cuda.is_available()
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas),
-                                           weight_decay=cfg.train.weight_decay, foreach=not fused, fused=fused)
+        self.optimizer = adam(groups, cfg.train.lr, cfg.train.adam_betas, cfg.train.weight_decay,
+                              decoupled_weight_decay=True)  # fused: one kernel per step, on a CPU too
         self.disc_params = list(self.bottleneck.discriminator_parameters())
         self.disc_optimizer = None
         if self.disc_params:
             section = m.bottleneck.get(m.bottleneck.kind, None)
             disc_lr = float(getattr(section, "disc_lr", cfg.train.lr))
-            self.disc_optimizer = torch.optim.Adam(self.disc_params, lr=disc_lr, betas=(0.5, 0.9))
+            self.disc_optimizer = adam(self.disc_params, disc_lr, betas=(0.5, 0.9))
         warmup = cfg.train.warmup_steps
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup)) if warmup else None
         self.accelerator = None

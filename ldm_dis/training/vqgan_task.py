@@ -23,6 +23,7 @@ from ldm_dis.models.perceptual import build_perceptual
 from ldm_dis.models.vqgan import FirstStage
 from ldm_dis.models.vqgan_loss import VQGANLoss
 from ldm_dis.training.distributed import average_gradients, broadcast_buffers, broadcast_tensor
+from ldm_dis.training.optim import adam
 from ldm_dis.viz.grids import interleave_rows
 
 
@@ -50,8 +51,8 @@ class VQGANTask:
             perceptual_weight=fs.perceptual_weight,
         )
         lr = fs.lr * fs.batch_size  # taming: base_learning_rate x batch size
-        self.optimizer = torch.optim.Adam(self.first_stage.parameters(), lr=lr, betas=(0.5, 0.9))
-        self.disc_optimizer = torch.optim.Adam(self.loss.discriminator.parameters(), lr=lr, betas=(0.5, 0.9))
+        self.optimizer = adam(self.first_stage.parameters(), lr, betas=(0.5, 0.9))
+        self.disc_optimizer = adam(self.loss.discriminator.parameters(), lr, betas=(0.5, 0.9))
         self.accelerator = None
 
     # ------------------------------------------------------------------------------ the protocol
