@@ -105,14 +105,16 @@ class SpatialTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        y = self.proj_in(self.norm(x))
-        y = y.flatten(2).transpose(1, 2)  # (B, H*W, C)
+        # the 1x1 convolutions computed as matmuls on the tokens (same weights): on CPU a convolution call
+        # costs more than the arithmetic at these sizes, and the tokens need no layout copy in between
+        y = self.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
+        y = F.linear(y, self.proj_in.weight.flatten(1), self.proj_in.bias)
         y, probs = self.block(y, context, record=self.recorder is not None)
         if probs is not None:
             recorder, name = self.recorder
             recorder.add(name, probs, (h, w))
-        y = y.transpose(1, 2).reshape(b, c, h, w)
-        return x + self.proj_out(y)
+        y = F.linear(y, self.proj_out.weight.flatten(1), self.proj_out.bias)
+        return x + y.transpose(1, 2).reshape(b, c, h, w)
 
 
 class AttentionRecorder:
