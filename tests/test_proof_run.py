@@ -25,9 +25,9 @@ TINY = [
     "model.bottleneck.dyga.max_samples=96", "model.bottleneck.dyga.k_init=2", "model.bottleneck.dyga.k_max=4",
     "train.batch_size=8", "train.max_steps=50", "train.max_minutes=0.0001", "train.epoch_steps=1",
     "train.log_every=1", "train.num_sample_images=2",
-    "eval.protocol.factorvae={num_variance_estimate: 64, num_train: 20, num_eval: 10, batch_size: 8}",
-    "eval.protocol.dci={num_train: 64, num_test: 32}", "eval.protocol.mig={num_train: 64}",
-    "eval.protocol.infomec={num_points: 64}", "eval.jobs=1",
+    "eval.metric_protocol.factorvae={num_variance_estimate: 64, num_train: 20, num_eval: 10, batch_size: 8}",
+    "eval.metric_protocol.dci={num_train: 64, num_test: 32}", "eval.metric_protocol.mig={num_train: 64}",
+    "eval.metric_protocol.infomec={num_points: 64}", "eval.jobs=1",
 ]
 
 
@@ -41,7 +41,7 @@ def test_proof_config_is_the_paper_model_with_budgets():
     assert proof.model.encoder.extra_fc and proof.model.encoder.num_units == 20
     assert proof.data.resolution == 64 and proof.train.batch_size == 512 and proof.train.mixed_precision == "bf16"
     assert proof.model.bottleneck.kind == "dyga" and proof.model.unet.skip_dropout == 0.2
-    assert not proof.eval.fast and not proof.eval.protocol  # the published sample sizes
+    assert not proof.eval.fast and not proof.eval.metric_protocol  # the published sample sizes
     # the budgets leave about 3 of the 8 minutes for set-up, the DyGA fits, metrics and pictures
     assert fs.max_minutes + proof.train.max_minutes <= 4.5
 

@@ -155,7 +155,7 @@ def run(args) -> int:
     # the picture commands' defaults are the run's DDIM settings and RUN/pictures/<name>.png; the quickstart
     # owns those files and redraws them on every run
     mine = ["--overwrite"]
-    protocol = [item for metric, values in cfg.eval.protocol.items() for key, value in values.items()
+    protocol = [item for metric, values in cfg.eval.metric_protocol.items() for key, value in values.items()
                 for item in ("--set", f"{metric}.{key}={json.dumps(value)}")]
 
     _stage("data", ["data", "show", "--dataset", cfg.data.name,

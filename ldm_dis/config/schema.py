@@ -302,7 +302,7 @@ class EvalConfig:
     # largest / 10 (released code); null = as `protocol` says
     infomec_active: Optional[str] = None
     # protocol values per metric, as `ldm-dis evaluate --set metric.key=value`, e.g. {dci: {num_train: 2000}}
-    protocol: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    metric_protocol: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     jobs: int = -1  # worker threads/processes of the metrics (-1: all cores)
 
 
