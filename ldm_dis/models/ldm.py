@@ -91,11 +91,13 @@ class LatentDiffusion(nn.Module):
         return self
 
     @torch.no_grad()
-    def latents(self, images: torch.Tensor, gather: Optional[Callable] = None, announce: bool = True) -> torch.Tensor:
+    def latents(self, images: torch.Tensor, gather: Optional[Callable] = None, announce: bool = True,
+                encoded: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Diffusion-space latents (B, C, h, w). With ``scale_by_std``, the first call measures the latent
-        scale on ``gather(latents)`` (the batch of every process) and stores it in the first stage."""
+        scale on ``gather(latents)`` (the batch of every process) and stores it in the first stage.
+        ``encoded``: the first stage's (unscaled) latents of ``images`` when they were computed already."""
         fs = self.first_stage
-        z = fs.encode(images).float()
+        z = fs.encode(images).float() if encoded is None else encoded
         if self.model_cfg.diffusion.scale_by_std and not bool(fs.latent_scale_set):
             scale = fs.set_latent_scale_from(gather(z) if gather is not None else z)
             if announce:

@@ -35,6 +35,9 @@ class TrainingTask(Protocol):
         ``accelerator.backward``, optimizer steps, EMA update. Returns detached scalar loss terms by name;
         the trainer checks them for NaN/inf (naming the term) and logs them."""
 
+    # Optional: ``batches(iterator) -> iterator``, the training batches as the task wants them delivered,
+    # e.g. read one ahead to prepare the next batch during the current step (same batches, same order).
+
     def on_epoch_end(self, epoch: int, trainer) -> Optional[Dict[str, float]]:
         """Hook after each epoch (DyGA refits anchors here); may return numbers to log."""
 

@@ -108,6 +108,8 @@ class Trainer:
         self.log.start(self.cfg)
         batches = iter(training_loader(self.dataset, train.batch_size, train.seed, self.step, acc,
                                        self.cfg.data.num_workers))
+        if hasattr(self.task, "batches"):  # the task may read ahead (same batches, same order)
+            batches = self.task.batches(batches)
         sample_batch = self._sample_batch() if train.sample_every else None
         bar = tqdm(total=train.max_steps, initial=self.step, disable=not acc.is_main_process,
                    desc=self.cfg.run.name, dynamic_ncols=True)
