@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import ldm_dis  # noqa: E402,F401  (before torch: it sets the OpenMP wait policy the trainer runs with)
+import torch  # noqa: E402
 from _common import StepAccelerator  # noqa: E402
 
 from ldm_dis.config.loading import load_config  # noqa: E402
