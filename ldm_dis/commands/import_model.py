@@ -25,7 +25,9 @@ not say (model.unet.num_heads, 8 in the released configs; dropout rates); with -
 protocol: released, KEY=VALUE applied), a config that builds another architecture is an error listing the
 keys to change.
 The file is read without running any code from it (torch.load with weights_only). OUT receives
-model_config.json and model.safetensors: LatentDiffusion.from_pretrained(OUT) opens it.
+model_config.json and model.safetensors, which LatentDiffusion.from_pretrained(OUT) opens, and config.yaml,
+whose data section (data.name=... data.path=... as KEY=VALUE, or from --config) the picture commands use:
+ldm-dis sample interchange OUT, ldm-dis attention OUT.
 """
 
 
@@ -49,9 +51,11 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
 def run_disdis(args) -> int:
     from pathlib import Path
 
+    from ldm_dis.config.loading import to_yaml
     from ldm_dis.errors import UserInputError
-    from ldm_dis.models.disdis_import import import_disdis
+    from ldm_dis.models.disdis_import import build_disdis, disdis_config, read_disdis
     from ldm_dis.models.pretrained import is_saved_model
+    from ldm_dis.runs import CONFIG_FILE
 
     out = Path(args.out)
     if is_saved_model(out) and not args.overwrite:
@@ -61,9 +65,11 @@ def run_disdis(args) -> int:
         from ldm_dis.config.loading import load_config
 
         cfg = load_config(args.config, ["protocol=released", *args.overrides])
-    model = import_disdis(args.ckpt, args.gaussians, cfg=cfg, overrides=args.overrides if cfg is None else (),
-                          ema=not args.live)
+    files = read_disdis(args.ckpt, args.gaussians)
+    cfg = disdis_config(files, cfg, args.overrides if cfg is None else ())
+    model = build_disdis(files, cfg, ema=not args.live)
     model.save_pretrained(out)
+    (out / CONFIG_FILE).write_text(to_yaml(cfg))  # the data section, for the picture commands
     anchors = "DyGA anchors from the Gaussian file" if args.gaussians else "no anchors (model.bottleneck.kind=none)"
     print(f"{model.weights['unet']} U-Net, {anchors}: saved to {out}")
     return 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -251,35 +252,49 @@ def released_config(described: Dict[str, Any], bottleneck: str, k_max: int, over
 
 
 # ------------------------------------------------------------------------------------------- import
-def import_disdis(ckpt: str | Path, gaussians: Optional[str | Path] = None, cfg=None, overrides: Sequence[str] = (),
-                  ema: bool = True):
-    """A :class:`~ldm_dis.models.ldm.LatentDiffusion` (eval mode, CPU) from a released dis-dis ``.ckpt`` and,
-    for DyGA, its Gaussian file. ``cfg``: a loaded config the file must fit (None: the file's own architecture,
-    with ``overrides`` such as ``model.unet.num_heads=8``). ``ema``: the EMA U-Net (the default; what the
-    released code samples with) or the live one."""
-    from ldm_dis.bottlenecks.dyga.released_gaussians import anchor_buffers, read_released_gaussians
-    from ldm_dis.models.ldm import LatentDiffusion
+@dataclass
+class DisdisFiles:
+    """A released checkpoint read and checked for layout: its parts, the config values its shapes fix, and
+    the per-unit mixtures of its Gaussian file (None without one)."""
+
+    source: str
+    parts: Dict[str, Dict[str, Tensor]]
+    described: Dict[str, Any]
+    mixtures: Optional[list] = None
+    gaussians: Optional[str] = None
+
+
+def read_disdis(ckpt: str | Path, gaussians: Optional[str | Path] = None) -> DisdisFiles:
+    """Read a released ``.ckpt`` (``torch.load(weights_only=True)``) and its Gaussian file."""
+    from ldm_dis.bottlenecks.dyga.released_gaussians import read_released_gaussians
 
     source = str(ckpt)
     parts = split_checkpoint(read_checkpoint(ckpt), source)
     if not parts["first_stage"]:
         raise CheckpointError(f"{source} holds no first_stage_model.* (the VQ-GAN)")
-    described = describe_checkpoint(parts)
     mixtures = read_released_gaussians(gaussians) if gaussians is not None else None
+    return DisdisFiles(source, parts, describe_checkpoint(parts), mixtures, None if gaussians is None else str(gaussians))
+
+
+def disdis_config(files: DisdisFiles, cfg=None, overrides: Sequence[str] = ()):
+    """The whole config of the imported model: ``cfg`` (a loaded config, left unchanged) checked against the
+    files, or, when None, the file's own architecture under ``protocol: released`` with ``overrides`` (what
+    the weights do not fix, such as ``model.unet.num_heads``, or the ``data`` section for the pictures)."""
+    described, mixtures = files.described, files.mixtures
     if cfg is None:
         k_max = max([32, *(len(m) for m, _, _ in mixtures or [])])
         cfg = released_config(described, "dyga" if mixtures else "none", k_max, overrides)
     elif overrides:
         raise ValueError("overrides apply to the file's own config; merge them into cfg instead")
     else:
-        cfg = copy.deepcopy(cfg)  # the caller's config stays as it was
+        cfg = copy.deepcopy(cfg)
     if cfg.data.resolution is None:
         cfg.data.resolution = described["data.resolution"]
     differences = config_differences(cfg, described)
     if differences:
         listed = "; ".join(f"{k}: config {a}, file {b}" for k, a, b in differences)
         fix = " ".join(f"{k}={json.dumps(b).replace(' ', '')}" for k, _, b in differences)
-        raise CheckpointError(f"{source} was trained with another architecture than the config builds: {listed}. "
+        raise CheckpointError(f"{files.source} was trained with another architecture than the config builds: {listed}. "
                               f"Set {fix}, or import without a config")
     kind = cfg.model.bottleneck.kind
     if kind == "dyga" and mixtures is None:
@@ -291,9 +306,19 @@ def import_disdis(ckpt: str | Path, gaussians: Optional[str | Path] = None, cfg=
         raise CheckpointError("the released Gaussian file's means are in the released code's batch-normalized units: "
                               f"model.bottleneck.dyga.alignment must be 'released', not "
                               f"{cfg.model.bottleneck.dyga.alignment!r}")
+    return cfg
 
+
+def build_disdis(files: DisdisFiles, cfg, ema: bool = True):
+    """The :class:`~ldm_dis.models.ldm.LatentDiffusion` of ``cfg`` (from :func:`disdis_config`) holding the
+    files' weights, in eval mode on the CPU: the EMA U-Net (``ema``, what the released code samples with)
+    or the live one."""
+    from ldm_dis.bottlenecks.dyga.released_gaussians import anchor_buffers
+    from ldm_dis.models.ldm import LatentDiffusion
+
+    source, parts = files.source, files.parts
     model = LatentDiffusion(cfg.model, cfg.data.resolution)
-    hint = f"; the file fits {json.dumps(described)}"
+    hint = f"; the file fits {json.dumps(files.described)}"
     check_schedule(model.noise_scheduler, parts["top"], source)
     converted = convert_taming_state_dict(parts["first_stage"])
     if converted.discriminator or converted.perceptual:
@@ -305,10 +330,19 @@ def import_disdis(ckpt: str | Path, gaussians: Optional[str | Path] = None, cfg=
     load_strict(model.feature_extractor, _extractor_state(model.feature_extractor, parts["extractor"], source, hint),
                 f"{source} (cond_stage_model.*)")
     load_strict(model.unet, _unet_state(model.unet, parts, ema, source, hint), f"{source} (U-Net)")
-    if mixtures is not None:
+    if files.mixtures is not None:
         n, d = cfg.model.encoder.num_units, cfg.model.encoder.unit_dim
-        load_strict(model.bottleneck, anchor_buffers(mixtures, n, d, cfg.model.bottleneck.dyga.k_max, str(gaussians)),
-                    str(gaussians))
+        load_strict(model.bottleneck, anchor_buffers(files.mixtures, n, d, cfg.model.bottleneck.dyga.k_max, files.gaussians),
+                    files.gaussians)
     model.weights = {"unet": "ema" if ema else "live", "source": source}
     return model.eval()
 
+
+def import_disdis(ckpt: str | Path, gaussians: Optional[str | Path] = None, cfg=None, overrides: Sequence[str] = (),
+                  ema: bool = True):
+    """:func:`read_disdis`, :func:`disdis_config` and :func:`build_disdis` in a row: a
+    :class:`~ldm_dis.models.ldm.LatentDiffusion` (eval mode, CPU) from a released dis-dis ``.ckpt`` and, for
+    DyGA, its Gaussian file. ``cfg``: a loaded config the file must fit (None: the file's own architecture,
+    with ``overrides`` such as ``model.unet.num_heads=8``). ``ema``: the EMA U-Net (the default) or the live one."""
+    files = read_disdis(ckpt, gaussians)
+    return build_disdis(files, disdis_config(files, cfg, overrides), ema)

@@ -176,6 +176,19 @@ def test_cli_writes_a_saved_model_that_from_pretrained_opens(released, imported,
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_picture_commands_open_the_imported_folder(released, imported, tmp_path, capsys):
+    from ldm_dis.cli import main
+
+    _, ckpt, npz, _ = released
+    out = tmp_path / "imported"
+    assert main(["import", "disdis", "--gaussians", str(npz), str(ckpt), str(out), *HEADS, "data.name=synth-shapes3d"]) == 0
+    assert main(["sample", "interchange", str(out), "--pairs", "1", "--steps", "2", "--nmi-images", "0"]) == 0
+    assert (out / "pictures" / "interchange.png").is_file()
+    bare = imported.save_pretrained(tmp_path / "bare")  # a saved model without the data section
+    assert main(["sample", "interchange", str(bare), "--pairs", "1", "--steps", "2", "--nmi-images", "0"]) == 2
+    assert "without config.yaml" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ errors
 def _state(released):
     return dict(lightning_checkpoint(released[0])["state_dict"])
