@@ -71,9 +71,9 @@ def released_unet_names(unet: UNet) -> Dict[str, str]:
     for i, b in enumerate(unet.output_blocks):
         block(f"output_blocks.{i}", f"output_blocks.{i}", b)
 
-    names = {}
+    names, longest_first = {}, sorted(parts, key=len, reverse=True)
     for key in unet.state_dict():
-        prefix = next(p for p in sorted(parts, key=len, reverse=True) if key.startswith(p + "."))
+        prefix = next(p for p in longest_first if key.startswith(p + "."))
         released, module = parts[prefix]
         path, _, param = key[len(prefix) + 1:].rpartition(".")
         inner = path if module is None else _table(module)[path]
