@@ -22,7 +22,9 @@ COMMANDS = {
     "sample": "latent interchange and interpolation (LDM runs), traversals and swaps (VAE baselines)",
     "attention": "cross-attention heat maps of each latent unit",
     "plot": "unit scatter and loss curves",
+    "import": "bring a checkpoint of the reference code (dis-dis) into a saved model",
 }
+MODULES = {"import": "import_model"}  # command -> module in ldm_dis/commands/, where the name is a Python keyword
 
 EPILOG = """A trained run is named by its folder: ldm-dis evaluate RUN, ldm-dis sample interchange RUN, ...
 ldm-dis COMMAND --help describes each command."""
@@ -49,7 +51,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         if name == selected:
-            importlib.import_module(f"ldm_dis.commands.{name}").add_parser(sub, name, help_text)
+            importlib.import_module(f"ldm_dis.commands.{MODULES.get(name, name)}").add_parser(sub, name, help_text)
         else:
             sub.add_parser(name, help=help_text, add_help=False)
     return parser

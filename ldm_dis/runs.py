@@ -52,7 +52,12 @@ def resolve_checkpoint(path: str | Path, quiet: bool = False) -> Path:
 
 
 def run_dir_of(path: str | Path) -> Path:
-    """The run folder of a run folder, a checkpoint folder or a file in a checkpoint folder."""
+    """The run folder of a run folder, a checkpoint folder or a file in a checkpoint folder; a saved model
+    folder (``save_pretrained``) is its own."""
+    from ldm_dis.models.pretrained import is_saved_model
+
+    if is_saved_model(path):
+        return Path(path)
     folder = resolve_checkpoint(path)
     return folder.parent.parent if folder.parent.name == CHECKPOINT_DIR else folder
 

@@ -18,7 +18,7 @@ from typing import Dict, List
 
 import torch
 
-from ldm_dis.errors import UserInputError
+from ldm_dis.errors import CheckpointError, UserInputError
 
 Tensor = torch.Tensor
 
@@ -41,7 +41,10 @@ def read_checkpoint(path: str | Path) -> Dict[str, Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the message matters, not the type
-        raise UserInputError(f"cannot read {str(path)!r} with torch.load(weights_only=True): {exc}") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else type(exc).__name__)
+        raise CheckpointError(f"cannot read {str(path)!r} with torch.load(weights_only=True), which runs no code "
+                              f"from the file: {reason}") from None
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
         raise UserInputError(f"{str(path)!r} holds no state dict of tensors")

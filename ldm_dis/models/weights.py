@@ -87,17 +87,22 @@ def _listed(keys, limit: int = 6) -> str:
     return f"{keys[:limit]}{' ...' if len(keys) > limit else ''}"
 
 
-def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, hint: str = "") -> None:
-    """Load ``state`` into ``module``; any missing, unexpected or misshapen key is a CheckpointError that
-    names them (and ends with ``hint``, e.g. which config the file would fit)."""
-    expected = module.state_dict()
+def check_fit(expected: Mapping[str, Tuple[int, ...]], state: Mapping[str, torch.Tensor], source: str, hint: str = "") -> None:
+    """``state`` has exactly the keys of ``expected`` (key -> shape), each of that shape; otherwise a
+    CheckpointError that names the missing, unexpected and misshapen keys (and ends with ``hint``)."""
     missing = set(expected) - set(state)
     unexpected = set(state) - set(expected)
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-             for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(shape)}"
+             for k, shape in expected.items() if k in state and tuple(state[k].shape) != tuple(shape)]
     if missing or unexpected or wrong:
         raise CheckpointError(
             f"{source} does not fit the model: missing keys {_listed(missing)}; unexpected keys "
             f"{_listed(unexpected)}; shape mismatches {wrong[:6]}{' ...' if len(wrong) > 6 else ''}{hint}"
         )
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, hint: str = "") -> None:
+    """Load ``state`` into ``module``; any missing, unexpected or misshapen key is a CheckpointError that
+    names them (and ends with ``hint``, e.g. which config the file would fit)."""
+    check_fit({k: tuple(v.shape) for k, v in module.state_dict().items()}, state, source, hint)
     module.load_state_dict(dict(state), strict=True)

@@ -68,10 +68,21 @@ def run_dataset(cfg, data_path: Optional[str] = None):
 
 
 def load_ldm_components(checkpoint: str | Path, data_path: Optional[str] = None) -> LDMComponents:
-    """Open a ``model.kind=ldm`` run for pictures (EMA U-Net; the extractor DyGA was fitted on)."""
+    """Open a ``model.kind=ldm`` run for pictures (EMA U-Net; the extractor DyGA was fitted on), or a saved
+    model folder that carries the ``config.yaml`` of its data (as ``ldm-dis import`` writes)."""
     from ldm_dis.models.ldm import LatentDiffusion
-    from ldm_dis.runs import load_run_config, resolve_checkpoint
+    from ldm_dis.models.pretrained import is_saved_model
+    from ldm_dis.runs import CONFIG_FILE, load_run_config, resolve_checkpoint
 
+    if is_saved_model(checkpoint):
+        from ldm_dis.config.loading import load_config
+
+        folder = Path(checkpoint)
+        if not (folder / CONFIG_FILE).is_file():
+            raise UserInputError(f"{folder} is a saved model without {CONFIG_FILE}: the pictures need the data section "
+                                 f"of a config there (data.name, data.path, data.resolution)")
+        return LDMComponents(model=LatentDiffusion.from_pretrained(folder), cfg=load_config(folder / CONFIG_FILE),
+                             checkpoint=folder, data_path=data_path)
     folder = resolve_checkpoint(checkpoint)
     cfg = load_run_config(folder)
     if cfg.model.kind != "ldm":
