@@ -22,7 +22,7 @@ a misspelt key fails at once with the nearest valid one. The run folder (run.dir
 log.jsonl, checkpoints/ and samples/. The VQ-GAN first stage is trained once per first-stage config and
 shared by later runs through a cache folder (LDM_DIS_CACHE, else $XDG_CACHE_HOME/ldm_dis, else
 ~/.cache/ldm_dis; run.first_stage_cache overrides it). train.batch_size is the global batch, split
-across processes; train.log_with sends scalars and sample images to TensorBoard, W&B, ... as well.
+across processes; train.log_with sends scalars, sample and interchange grids to TensorBoard, W&B, ... as well.
 """
 
 

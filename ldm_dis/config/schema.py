@@ -281,7 +281,10 @@ class TrainConfig:
     keep_last: int = 3  # newest K checkpoints kept
     sample_every: int = 5000  # run.dir/samples/step_XXXXXXX.png; 0 = never
     num_sample_images: int = 16
-    # experiment trackers that receive the logged scalars and sample images beside log.jsonl: comma separated
+    # with each sample grid of an LDM: a latent-interchange grid of this many image pairs (the first of the
+    # sample images), run.dir/samples/interchange_XXXXXXX.png and the trackers; 0 = none
+    sample_interchange_pairs: int = 2
+    # experiment trackers that receive the logged scalars, sample and interchange grids beside log.jsonl: comma separated
     # accelerate names (tensorboard, wandb, comet_ml, aim, mlflow, clearml, dvclive, ...) or "all" (every
     # installed one); None = log.jsonl only
     log_with: Optional[str] = None

@@ -171,11 +171,13 @@ class LatentDiffusion(nn.Module):
 
     @torch.no_grad()
     def interchange(self, source_units: torch.Tensor, target_units: torch.Tensor, x_T: torch.Tensor,
-                    steps: Optional[int] = None, eta: float = 0.0, batch_size: int = 64, progress: bool = True) -> torch.Tensor:
+                    steps: Optional[int] = None, eta: float = 0.0, batch_size: int = 64, progress: bool = True,
+                    unet: Optional[nn.Module] = None) -> torch.Tensor:
         """Latent interchange (:func:`ldm_dis.sampling.interchange.latent_interchange`): units (B, N, D) x 2,
-        x_T (C, h, w) shared by every panel -> panels (B, 1 + N, 3, R, R)."""
-        with eval_mode(self.unet):
-            return latent_interchange(self.unet, self.ddim_scheduler, self.decode, source_units, target_units, x_T,
+        x_T (C, h, w) shared by every panel -> panels (B, 1 + N, 3, R, R). ``unet`` replaces :attr:`unet`."""
+        net = unet if unet is not None else self.unet
+        with eval_mode(net):
+            return latent_interchange(net, self.ddim_scheduler, self.decode, source_units, target_units, x_T,
                                       steps=steps or self.model_cfg.diffusion.sample_steps, eta=eta,
                                       batch_size=batch_size, progress=progress)
 

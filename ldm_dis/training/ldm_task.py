@@ -268,6 +268,16 @@ class LDMTask:
                                           extractor=self.representation_extractor).float()
 
     @torch.no_grad()
+    def interchange_panels(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        """Latent interchange of the first half of ``images`` (sources) with the second (targets): EMA U-Net,
+        the representation extractor, one x_T from ``seed``: panels (P, 1 + N, 3, R, R) in [-1, 1]."""
+        p = len(images) // 2
+        with self._autocast():
+            units = self.encode(images[:2 * p])
+            return self.model.interchange(units[:p], units[p:], self.model.noise(seed), unet=self.ema_unet.shadow,
+                                          progress=False).float()
+
+    @torch.no_grad()
     def sample_images(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """:meth:`reconstruct` interleaved by rows with the originals: (2B, 3, R, R) in [-1, 1]."""
         return interleave_rows(images, self.reconstruct(images, generator))

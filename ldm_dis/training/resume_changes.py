@@ -29,7 +29,7 @@ from ldm_dis.config.loading import ConfigError, config_to_dict, load_config
 
 RESUMABLE = {
     "train.max_steps", "train.max_minutes", "model.first_stage.max_minutes", "train.log_every", "train.ckpt_every", "train.sample_every", "train.keep_last",
-    "train.num_sample_images", "train.lr", "train.mixed_precision", "train.channels_last", "train.compile",
+    "train.num_sample_images", "train.sample_interchange_pairs", "train.lr", "train.mixed_precision", "train.channels_last", "train.compile",
     "data.num_workers", "data.cache_dir", "run.name", "model.first_stage.log_every", "model.first_stage.ckpt_every",
 }
 RESUMABLE_SECTIONS = ("eval.",)

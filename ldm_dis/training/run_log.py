@@ -1,5 +1,5 @@
 """What a run records as it goes: ``run.dir/log.jsonl`` (one JSON object per logged step), and the same
-scalars plus the sample grids in the experiment trackers of ``train.log_with`` (Accelerate's trackers:
+scalars plus the sample and interchange grids in the experiment trackers of ``train.log_with`` (Accelerate's trackers:
 TensorBoard, Weights & Biases, ...; local ones write under ``run.dir/logs/<run.name>``).
 
     log = RunLog(run_dir, enabled=accelerator.is_main_process, accelerator=accelerator)

@@ -222,6 +222,28 @@ class Trainer:
                               caption=getattr(self.task, "sample_caption", "") or None)
             grid.save(path)
             self.log.image("samples", np.asarray(grid.convert("RGB")), self.step)
+        pairs = self.cfg.train.sample_interchange_pairs
+        if pairs and hasattr(self.task, "interchange_panels") and len(images) >= 2 * pairs:
+            self.save_interchange(images[:2 * pairs])
+        return path
+
+    def save_interchange(self, images: torch.Tensor) -> Path:
+        """``run.dir/samples/interchange_XXXXXXX.png``: the first half of ``images`` interchanged with the
+        second (``task.interchange_panels``, every process; the main process writes and logs it)."""
+        acc = self.accelerator
+        path = self.run_dir / "samples" / f"interchange_{self.step:07d}.png"
+        devices = [acc.device] if acc.device.type == "cuda" else []
+        with self._same_train_modes(), torch.random.fork_rng(devices=devices):
+            panels = self.task.interchange_panels(images, self.cfg.train.seed)
+        if acc.is_main_process:
+            from PIL import Image
+
+            from ldm_dis.viz.interchange_grid import save_interchange_grid
+
+            p = len(images) // 2
+            save_interchange_grid(path, images[:p].cpu(), images[p:].cpu(), panels.cpu(), title=f"step {self.step}")
+            with Image.open(path) as picture:
+                self.log.image("interchange", np.asarray(picture.convert("RGB")), self.step)
         return path
 
     # --------------------------------------------------------------------------------- checkpoints

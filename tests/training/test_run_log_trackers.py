@@ -82,3 +82,29 @@ def test_mixed_precision_is_accelerates_unless_the_config_sets_it(configured, ex
     env = {**__import__("os").environ, "ACCELERATE_MIXED_PRECISION": "bf16", "ACCELERATE_USE_CPU": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip().splitlines()[-1] == expected
+
+
+def test_an_ldm_run_sends_its_sample_and_interchange_grids_to_the_trackers(tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from ldm_dis.config.loading import load_config
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pictures"))
+    from test_figures import TINY_RUN  # the tiny LDM of the picture tests
+
+    cfg = load_config(None, [*TINY_RUN, "train.sample_every=2", "train.num_sample_images=4",
+                             "train.sample_interchange_pairs=2", "model.diffusion.sample_steps=2",
+                             f"run.dir={tmp_path / 'run'}", f"run.first_stage_cache={tmp_path / 'fs'}"])
+    tracker = RecordingTracker()
+    accelerator = Accelerator(log_with=[tracker], dataloader_config=DataLoaderConfiguration(split_batches=True))
+    trainer = run_training(cfg, accelerator=accelerator)
+    # the LDM's last step (after the first stage's own sample grids): its samples, then its interchange grid
+    assert [(name, step) for name, step, _ in tracker.images][-2:] == [("samples", 2), ("interchange", 2)]
+    grid = Path(trainer.run_dir) / "samples" / "interchange_0000002.png"
+    logged = tracker.images[-1][2][0]
+    with Image.open(grid) as picture:
+        assert logged.shape == np.asarray(picture.convert("RGB")).shape  # the PNG is what the trackers got
+    # rows: source, target, source units, one per unit (3); columns: the 2 pairs
+    assert logged.shape[0] > logged.shape[1]
