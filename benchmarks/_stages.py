@@ -91,7 +91,10 @@ class StageClock:
 
 
 def instrument_ldm(task, clock: StageClock) -> None:
-    clock.wrap(task, "_latents", "encode")
+    if hasattr(task, "_latents"):
+        clock.wrap(task, "_latents", "encode")
+    else:  # a checkout whose step calls the model's loss directly
+        clock.wrap(task.model, "latents", "encode")
     if getattr(task, "_encoder", None) is not None:  # the next batch's latents, computed during the U-Net
         clock.wrap_background(task._encoder, "encode", BACKGROUND_ENCODE)
     clock.wrap(task.feature_extractor, "scalars", "extractor")
