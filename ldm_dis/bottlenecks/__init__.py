@@ -11,7 +11,7 @@ import importlib
 from ldm_dis.bottlenecks.base import Bottleneck, BottleneckOutput, Identity
 from ldm_dis.errors import UserInputError
 
-# kind -> (module, class, config section); each class is built as Cls(section_cfg, num_units, unit_dim)
+# kind -> (module, class, config section); each class is built by Cls.from_config(section, num_units, unit_dim)
 BOTTLENECKS = {
     "none": ("ldm_dis.bottlenecks.base", "Identity", None),
     "dyga": ("ldm_dis.bottlenecks.dyga", "DyGABottleneck", "dyga"),
@@ -21,14 +21,12 @@ BOTTLENECKS = {
 
 
 def build_bottleneck(cfg, num_units: int, unit_dim: int) -> Bottleneck:
-    """``cfg`` is ``model.bottleneck``."""
+    """``cfg`` is ``model.bottleneck``; the class of ``cfg.kind`` reads its own section of it."""
     if cfg.kind not in BOTTLENECKS:
         raise UserInputError(f"model.bottleneck.kind={cfg.kind!r} is unknown; expected one of {sorted(BOTTLENECKS)}")
     module, cls_name, section = BOTTLENECKS[cfg.kind]
     cls = getattr(importlib.import_module(module), cls_name)
-    if section is None:
-        return cls()
-    return cls(cfg[section], num_units, unit_dim)
+    return cls.from_config(None if section is None else cfg[section], num_units, unit_dim)
 
 
 __all__ = ["BOTTLENECKS", "Bottleneck", "BottleneckOutput", "Identity", "build_bottleneck"]

@@ -27,6 +27,11 @@ class BottleneckOutput:
 class Bottleneck(nn.Module):
     acts_on: str = "tokens"  # "tokens" (B, N, D) or "scalars" (B, N)
 
+    @classmethod
+    def from_config(cls, cfg, num_units: int, unit_dim: int) -> "Bottleneck":  # pragma: no cover - interface
+        """Built from its section of ``model.bottleneck`` (None for ``none``) and the N units of D values."""
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> BottleneckOutput:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -40,6 +45,10 @@ class Bottleneck(nn.Module):
 
 class Identity(Bottleneck):
     """``model.bottleneck.kind=none``: the plain EncDiff-style model."""
+
+    @classmethod
+    def from_config(cls, cfg, num_units: int, unit_dim: int) -> "Identity":
+        return cls()
 
     def forward(self, x: torch.Tensor) -> BottleneckOutput:
         return BottleneckOutput(x)

@@ -22,15 +22,25 @@ from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, discriminator
 class FactorQ(Bottleneck):
     acts_on = "scalars"
 
-    def __init__(self, cfg, num_units: int, unit_dim: int):
+    def __init__(self, num_units: int, codebook_size: int = 64, beta: float = 1e-3, gamma: float = 1e-4,
+                 tau_decay: float = 1e-5, tau_min: float = 0.0, disc_hidden: int = 1000, disc_layers: int = 6):
+        """N scalars, one codebook of ``codebook_size`` scalars; ``beta`` weighs KL(q || uniform), ``gamma``
+        the TC estimate; tau = max(exp(-tau_decay * step), tau_min); the discriminator has ``disc_layers``
+        linear layers of width ``disc_hidden``."""
         super().__init__()
-        self.beta = float(cfg.beta)
-        self.gamma = float(cfg.gamma)
-        self.tau_decay = float(cfg.tau_decay)
-        self.tau_min = float(cfg.tau_min)
-        self.codebook = ScalarCodebook(cfg.codebook_size)
-        self.discriminator = TCDiscriminator(num_units * cfg.codebook_size, cfg.disc_hidden, cfg.disc_layers)
+        self.beta = float(beta)
+        self.gamma = float(gamma)
+        self.tau_decay = float(tau_decay)
+        self.tau_min = float(tau_min)
+        self.codebook = ScalarCodebook(codebook_size)
+        self.discriminator = TCDiscriminator(num_units * codebook_size, disc_hidden, disc_layers)
         self.step = 0  # driven by the trainer through set_step; tau is a function of it, nothing to save
+
+    @classmethod
+    def from_config(cls, cfg, num_units: int, unit_dim: int) -> "FactorQ":
+        """``cfg`` is ``model.bottleneck.factorq``; its ``disc_lr`` is the training task's (the optimizer)."""
+        return cls(num_units, cfg.codebook_size, cfg.beta, cfg.gamma, cfg.tau_decay, cfg.tau_min,
+                   cfg.disc_hidden, cfg.disc_layers)
 
     def set_step(self, step: int) -> None:
         self.step = int(step)

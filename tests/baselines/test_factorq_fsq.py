@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -72,3 +73,29 @@ def test_fsq_grid_has_exactly_the_levels_and_passes_gradients():
     assert tokens.grad.abs().sum() > 0  # straight-through rounding
     codes = bn.codes(tokens.detach())
     assert torch.allclose(codes * torch.tensor([4.0, 2.0, 2.0]), (codes * torch.tensor([4.0, 2.0, 2.0])).round())
+
+
+def test_constructors_take_explicit_arguments_with_the_configs_defaults():
+    """FSQ(levels, dim), FactorQ(num_units, ...), DyGABottleneck(num_units, unit_dim, ...): each argument
+    defaults to its config key's default, and from_config passes every key its class uses."""
+    import dataclasses
+    import inspect
+
+    from ldm_dis.bottlenecks.dyga import DyGABottleneck
+    from ldm_dis.bottlenecks.factorq import FactorQ
+    from ldm_dis.bottlenecks.fsq import FSQ
+    from ldm_dis.config.schema import DyGAConfig, FactorQConfig
+
+    fsq = FSQ([8, 5], dim=6)
+    assert fsq.codebook_size == 40 and fsq.project_in.in_features == 6
+    with pytest.raises(ValueError, match="levels"):
+        FSQ([8, 1], dim=6)
+    for cls, section, not_arguments in ((FactorQ, FactorQConfig, {"disc_lr"}), (DyGABottleneck, DyGAConfig, set())):
+        params = inspect.signature(cls).parameters
+        keys = {f.name: f.default for f in dataclasses.fields(section)}
+        assert set(keys) - not_arguments <= set(params), cls  # nothing of its section left unread
+        for key in set(keys) - not_arguments:
+            assert params[key].default == keys[key], (cls, key)
+    bn = make("factorq", num_units=3, codebook_size=7, disc_hidden=5, disc_layers=3, beta=0.5)
+    assert (bn.codebook.values.numel(), bn.beta, bn.discriminator.net[0].out_features) == (7, 0.5, 5)
+    assert len(bn.discriminator_parameters()) == 6
