@@ -15,6 +15,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ldm_dis.baselines import latents
 from ldm_dis.baselines.losses import reconstruction_loss
 from ldm_dis.baselines.model import KINDS, BaselineModel
 from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, discriminator_loss, tc_estimate
@@ -66,7 +67,7 @@ class BaselineTask:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, anneal)
         self.discriminator: Optional[nn.Module] = None
         if KINDS[kind].tc_discriminator:
-            blocks = self.latent_dim * (bcfg.codebook_size if KINDS[kind].latent != "Gaussian" else 1)
+            blocks = self.latent_dim * (bcfg.codebook_size if KINDS[kind].latent is not latents.Gaussian else 1)
             self.discriminator = TCDiscriminator(blocks, bcfg.disc_hidden, bcfg.disc_layers)
             self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=bcfg.disc_lr)
             self.disc_scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -123,11 +123,9 @@ def _non_finite(node, prefix: str = "") -> List[str]:
 
 # ----------------------------------------------------------------------------------------- choices
 def _choice(key: str, value, valid: Sequence[str]) -> Optional[str]:
-    if value in valid:
-        return None
-    near = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1, cutoff=0.5)
-    hint = f"did you mean {near[0]!r}? " if near else ""
-    return f"`{key}`={value!r} is unknown; {hint}expected one of {', '.join(map(repr, valid))}"
+    from ldm_dis.registry import unknown_name
+
+    return unknown_name(key, value, valid)
 
 
 def _choice_problems(cfg) -> List[str]:

@@ -178,7 +178,7 @@ def register(monkeypatch=None):
     """Make model.kind=tiny (and tiny stand-ins for vqgan/ldm) buildable through build_task."""
     from ldm_dis.training import tasks
 
-    entries = {"tiny": (__name__, "make_task"), "vqgan": (__name__, "make_task"), "ldm": (__name__, "TinyLDMTask")}
+    entries = {"tiny": make_task, "vqgan": make_task, "ldm": TinyLDMTask}
     for kind, value in entries.items():
         if monkeypatch is not None:
             monkeypatch.setitem(tasks.TASKS, kind, value)
