@@ -32,15 +32,13 @@ class Bottleneck(nn.Module):
         """Built from its section of ``model.bottleneck`` (None for ``none``) and the N units of D values."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> BottleneckOutput:  # pragma: no cover - interface
+    def forward(self, x: torch.Tensor, step: int = 0) -> BottleneckOutput:  # pragma: no cover - interface
+        """``step``: optimizer steps done before this one (temperature schedules); 0 outside training."""
         raise NotImplementedError
 
     def discriminator_parameters(self) -> List[nn.Parameter]:
         """Parameters trained by ``disc_losses`` (none for most bottlenecks)."""
         return []
-
-    def set_step(self, step: int) -> None:
-        """Called by the trainer before each step (temperature schedules)."""
 
 
 class Identity(Bottleneck):
@@ -50,5 +48,5 @@ class Identity(Bottleneck):
     def from_config(cls, cfg, num_units: int, unit_dim: int) -> "Identity":
         return cls()
 
-    def forward(self, x: torch.Tensor) -> BottleneckOutput:
+    def forward(self, x: torch.Tensor, step: int = 0) -> BottleneckOutput:
         return BottleneckOutput(x)

@@ -34,7 +34,6 @@ class FactorQ(Bottleneck):
         self.tau_min = float(tau_min)
         self.codebook = ScalarCodebook(codebook_size)
         self.discriminator = TCDiscriminator(num_units * codebook_size, disc_hidden, disc_layers)
-        self.step = 0  # driven by the trainer through set_step; tau is a function of it, nothing to save
 
     @classmethod
     def from_config(cls, cfg, num_units: int, unit_dim: int) -> "FactorQ":
@@ -42,23 +41,21 @@ class FactorQ(Bottleneck):
         return cls(num_units, cfg.codebook_size, cfg.beta, cfg.gamma, cfg.tau_decay, cfg.tau_min,
                    cfg.disc_hidden, cfg.disc_layers)
 
-    def set_step(self, step: int) -> None:
-        self.step = int(step)
-
-    @property
-    def tau(self) -> float:
-        return gumbel_temperature(self.step, self.tau_decay, self.tau_min)
+    def tau(self, step: int) -> float:
+        """The Gumbel-softmax temperature after ``step`` optimizer steps (a function of it: nothing to save)."""
+        return gumbel_temperature(step, self.tau_decay, self.tau_min)
 
     def discriminator_parameters(self) -> List[nn.Parameter]:
         return list(self.discriminator.parameters())
 
-    def forward(self, x: torch.Tensor) -> BottleneckOutput:
-        """x (B, N) scalars -> z_q (B, N). Training: losses {kl, tc} and disc_losses {tc_disc}.
+    def forward(self, x: torch.Tensor, step: int = 0) -> BottleneckOutput:
+        """x (B, N) scalars -> z_q (B, N). Training: losses {kl, tc} and disc_losses {tc_disc}, a soft
+        one-hot at the temperature of ``step``.
 
         The model's ``tc`` term also leaves gradients in the discriminator: zero them before the
         discriminator's own backward/step (``tc_disc`` is computed on detached codes)."""
         logits = self.codebook.distance_logits(x)  # (B, N, K)
-        one_hot, z_q = self.codebook.quantize(logits, self.tau, stochastic=self.training)
+        one_hot, z_q = self.codebook.quantize(logits, self.tau(step), stochastic=self.training)
         if not self.training:
             return BottleneckOutput(z_q)
         kl = kl_to_uniform(logits).mean()  # mean over batch and units, as the FactorQVAE code

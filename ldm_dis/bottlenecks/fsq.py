@@ -62,6 +62,6 @@ class FSQ(Bottleneck):
         """Tokens (B, N, D) -> quantized low-dimensional codes (B, N, L) in [-1, 1]."""
         return quantize(self.project_in(tokens), self.levels)
 
-    def forward(self, x: torch.Tensor) -> BottleneckOutput:
+    def forward(self, x: torch.Tensor, step: int = 0) -> BottleneckOutput:
         """Tokens (B, N, D) -> quantized tokens (B, N, D); deterministic in training and evaluation."""
         return BottleneckOutput(self.project_out(self.codes(x)))

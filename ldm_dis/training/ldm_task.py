@@ -180,7 +180,7 @@ class LDMTask:
             latents = self._latents(images, acc)
             if self._images_channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            units, out = self.model.units(images)
+            units, out = self.model.units(images, step=step)
             with self._one_thread():
                 if prefetch:
                     self._encoder.submit(self._upcoming)  # on the other core, while the U-Net runs here

@@ -40,10 +40,18 @@ def test_factorq_training_output_losses_and_gradients():
 
 def test_factorq_eval_is_the_nearest_code_and_step_drives_tau():
     bn = make("factorq", disc_hidden=16)
-    bn.set_step(0)
-    assert bn.tau == 1.0
-    bn.set_step(200_000)
-    assert math.isclose(bn.tau, math.exp(-2.0))
+    assert bn.tau(0) == 1.0 and math.isclose(bn.tau(200_000), math.exp(-2.0))
+    assert not hasattr(bn, "set_step") and not hasattr(bn, "step")  # one channel: the forward's argument
+    x = torch.randn(16, 5)
+    soft = {}
+    for step in (0, 100_000, 400_000):  # the same Gumbel noise at a falling temperature: the one-hot sharpens
+        torch.manual_seed(3)
+        logits = bn.codebook.distance_logits(x)
+        one_hot, _ = bn.codebook.quantize(logits, bn.tau(step), stochastic=True)
+        torch.manual_seed(3)
+        torch.testing.assert_close(bn(x, step).value, one_hot @ bn.codebook.values)
+        soft[step] = float(one_hot.max(-1).values.mean())
+    assert soft[0] < soft[100_000] < soft[400_000]
     bn.eval()
     x = torch.randn(4, 5)
     out = bn(x)

@@ -123,7 +123,7 @@ class FittedAnchors(Bottleneck):
         self.register_buffer("num_anchors", torch.zeros(n, dtype=torch.long))
         self.fitted_with, self.saved_to = None, None
 
-    def forward(self, x):
+    def forward(self, x, step=0):
         return BottleneckOutput(x + 0.1 * (self.anchors - x))
 
     def should_fit(self, epoch):
@@ -159,9 +159,9 @@ def test_epoch_end_fits_the_bottleneck_on_pre_bottleneck_tokens(first_stage_file
 class RecordingAnchors(FittedAnchors):
     """FittedAnchors that also keep what they were last applied to."""
 
-    def forward(self, x):
+    def forward(self, x, step=0):
         self.applied_to = x.detach().clone()
-        return super().forward(x)
+        return super().forward(x, step)
 
 
 @pytest.mark.parametrize("ema_extractor", [False, True])

@@ -140,8 +140,9 @@ class DyGABottleneck(Bottleneck):
         return (self.weights > 0).sum(1)
 
     # ------------------------------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> BottleneckOutput:
-        """x: tokens (B, N, D) -> aligned tokens (B, N, D); unchanged before the first fit."""
+    def forward(self, x: torch.Tensor, step: int = 0) -> BottleneckOutput:
+        """x: tokens (B, N, D) -> aligned tokens (B, N, D); unchanged before the first fit. ``step`` is unused:
+        DyGA's Gumbel temperature ``tau`` is fixed."""
         if not self.is_fitted:
             return BottleneckOutput(x)
         # float32 whatever the autocast: Mahalanobis distances lose too much in half precision
