@@ -16,7 +16,7 @@ from torch import nn
 
 from ldm_dis.bottlenecks.base import Bottleneck, BottleneckOutput
 from ldm_dis.bottlenecks.scalar_codebook import ScalarCodebook, gumbel_temperature, kl_to_uniform
-from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, discriminator_loss, tc_estimate
+from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, batch_discriminator_loss, tc_estimate
 
 
 class FactorQ(Bottleneck):
@@ -60,8 +60,5 @@ class FactorQ(Bottleneck):
             return BottleneckOutput(z_q)
         kl = kl_to_uniform(logits).mean()  # mean over batch and units, as the FactorQVAE code
         tc = tc_estimate(self.discriminator, one_hot)
-        half = one_hot.shape[0] // 2
-        # joint and permuted samples from different halves of the batch (independent), as FactorVAE does
-        joint, other = (one_hot[:half], one_hot[half:2 * half]) if half >= 2 else (one_hot, one_hot)
-        disc = discriminator_loss(self.discriminator, joint, other)
+        disc = batch_discriminator_loss(self.discriminator, one_hot)
         return BottleneckOutput(z_q, losses={"kl": self.beta * kl, "tc": self.gamma * tc}, disc_losses={"tc_disc": disc})
