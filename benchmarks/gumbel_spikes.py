@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         task.training_step(images, None, step, acc)
         if step + 1 == args.before:  # the epoch end: anchors from the extractor's features of the training set
             print(f"step {step + 1}: fitting anchors", flush=True)
-            features = task.collect_features(trainer, cfg.model.bottleneck.dyga.max_samples, cfg.model.bottleneck.dyga.seed)
+            features = task.collect_features(trainer, task.bottleneck.fit_rows(len(trainer.dataset), 0))
             task.bottleneck.fit(features)
             released_cfg = copy.deepcopy(cfg.model.bottleneck.dyga)
             released_cfg.alignment = "released"  # anchors fitted on min/max-normalized features, as released

@@ -111,6 +111,21 @@ def test_anchors_sit_on_the_clusters(clusters, fitter):
         assert np.linalg.norm(centers[:, None] - anchors[None], axis=2).min(1).max() < 1.0
 
 
+def test_fit_rows_draw_the_only_subsample(clusters):
+    """At most max_samples training images per fit, a new draw each epoch; fit itself uses every row."""
+    bn = DyGABottleneck(N_UNITS, DIM, max_samples=100, seed=4)
+    assert bn.fit_rows(100, epoch=0) is None
+    rows = bn.fit_rows(1000, epoch=2)
+    np.testing.assert_array_equal(rows, np.sort(np.random.default_rng(6).choice(1000, 100, replace=False)))
+    assert not np.array_equal(rows, bn.fit_rows(1000, epoch=3))
+    features = _unit_features(clusters)  # 450 rows, more than max_samples
+    capped, _ = _fitted(clusters, max_samples=100, fitter="numpy")
+    uncapped = DyGABottleneck(N_UNITS, DIM, num_workers=1, fitter="numpy")
+    uncapped.fit(features)
+    for key, value in uncapped.state_dict().items():
+        assert torch.equal(value, capped.state_dict()[key]), key
+
+
 def test_fitter_choice_is_checked_at_construction():
     with pytest.raises(UserInputError, match="model.bottleneck.dyga.fitter='jax'"):
         DyGABottleneck(N_UNITS, DIM, fitter="jax")

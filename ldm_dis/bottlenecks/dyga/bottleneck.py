@@ -5,7 +5,8 @@ The trainer's side (the LDM task):
     bn = DyGABottleneck.from_config(cfg.model.bottleneck.dyga, num_units=N, unit_dim=D)
     out = bn(tokens)                      # (B, N, D) -> BottleneckOutput(aligned tokens); identity until fitted
     if bn.should_fit(epoch):              # epoch: 0-based index of the epoch that just ended
-        feats = ...                       # (n, N, D) tokens of the training set, model in eval mode,
+        rows = bn.fit_rows(len(dataset), epoch)   # at most max_samples images, or None for all
+        feats = ...                       # (n, N, D) tokens of those images, model in eval mode,
                                           # gathered from all processes
         if rank == 0:
             log = bn.fit(feats)           # {"dyga/K_unit00": ..., "dyga/fit_seconds": ...}
@@ -134,6 +135,14 @@ class DyGABottleneck(Bottleneck):
         just ended (the trainer's ``on_epoch_end`` argument): with r = 5, fits follow epochs 4, 9, ..."""
         return (epoch + 1) % self.fit_every_epochs == 0
 
+    def fit_rows(self, num_rows: int, epoch: int) -> Optional[np.ndarray]:
+        """Which of ``num_rows`` training images the fit after ``epoch`` uses: at most ``max_samples``,
+        drawn with ``seed + epoch`` (sorted), or None for all. Drawn before the features are computed,
+        so only the chosen images are encoded; :meth:`fit` uses every row it is given."""
+        if num_rows <= self.max_samples:
+            return None
+        return np.sort(np.random.default_rng(self.seed + epoch).choice(num_rows, self.max_samples, replace=False))
+
     @property
     def num_anchors(self) -> torch.Tensor:
         """K per unit (N,)."""
@@ -159,21 +168,19 @@ class DyGABottleneck(Bottleneck):
 
     # ---------------------------------------------------------------------------------------- fit
     def fit(self, features) -> Dict[str, float]:
-        """Select anchors for every unit from features (n, N, D) collected in eval mode (array or tensor).
+        """Select anchors for every unit from features (n, N, D) collected in eval mode (array or tensor),
+        every row of them (:meth:`fit_rows` chooses the training images they come from).
 
-        At most ``max_samples`` rows (a seeded subsample) are used. ``fitter: torch`` fits every unit at
-        once on this module's device; ``numpy`` fits units in ``num_workers`` processes. Fills the
-        buffers and returns numbers to log (K per unit, seconds).
+        ``fitter: torch`` fits every unit at once on this module's device; ``numpy`` fits units in
+        ``num_workers`` processes. Fills the buffers and returns numbers to log (K per unit, seconds).
         """
         if tuple(features.shape[1:]) != (self.num_units, self.unit_dim) or len(features.shape) != 3:
             raise ValueError(f"features must be (n, {self.num_units}, {self.unit_dim}), got {tuple(features.shape)}")
         start = time.perf_counter()
         fit_index = int(self.num_fits.item())
         seeds = np.random.SeedSequence([self.seed, fit_index])
-        sub_seed, *unit_seeds, torch_seed = seeds.generate_state(self.num_units + 2)
-        if len(features) > self.max_samples:
-            rows = np.random.default_rng(sub_seed).choice(len(features), self.max_samples, replace=False)
-            features = features[np.sort(rows)]
+        # the first state once seeded a second subsample; still drawn, so fits keep their seeds
+        _, *unit_seeds, torch_seed = seeds.generate_state(self.num_units + 2)
         if self.fitter == "torch":
             counts = self._fit_torch(features, int(torch_seed))
         else:
