@@ -18,7 +18,6 @@ before merging, and says which key inside was probably meant.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple

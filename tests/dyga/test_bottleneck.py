@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from ldm_dis.bottlenecks import build_bottleneck
 from ldm_dis.bottlenecks.dyga import DyGABottleneck
-from ldm_dis.config.schema import BottleneckConfig, DyGAConfig
+from ldm_dis.config.schema import BottleneckConfig
 from ldm_dis.errors import UserInputError
 
 N_UNITS, DIM = 3, 8
