@@ -39,7 +39,7 @@ from ldm_dis.training.integrity import non_finite_tensors, safetensors_problem, 
 # the run folder's layout lives in ldm_dis.runs (read by the model and the pictures too); re-exported here
 from ldm_dis.runs import (  # noqa: F401
     CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILE, STATE_FILE, STEP_DIR as _STEP_DIR, TRAINING_FILE, checkpoint_path,
-    load_run_config, run_dir_of,
+    checkpoint_run_dir, load_run_config, run_dir_of,
 )
 
 
@@ -110,7 +110,7 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Option
     except (OSError, SafetensorError) as exc:  # a full disk, a quota, a read-only mount...
         shutil.rmtree(tmp, ignore_errors=True)
         reason = getattr(exc, "strerror", None) or str(exc)
-        previous = latest_checkpoint(path.parent.parent)
+        previous = latest_checkpoint(checkpoint_run_dir(path))
         raise CheckpointError(
             f"cannot write checkpoint {path}: {reason}; nothing of it is left behind, and the newest checkpoint "
             f"{previous or '(none yet)'} is intact. Free some space (or set run.dir elsewhere) and --resume"
