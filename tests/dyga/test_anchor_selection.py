@@ -109,8 +109,8 @@ def test_the_three_steps_each_do_their_part(clusters):
     Z = (X - center) / scale
     rng = np.random.default_rng(0)
 
-    def hddc(k, max_iter=30):
-        return HDDC(k, max_iter, random_state=int(rng.integers(2**31)))
+    def hddc(k, max_iter=30, init_resp=None):
+        return HDDC(k, max_iter, random_state=int(rng.integers(2**31)), init_resp=init_resp)
 
     search, model, resp = initial_mixture(Z, k_init=1, search_samples=150, rng=rng, hddc=hddc)
     assert search.shape == (150, 8) and resp.shape == (150, 1)  # a subsample, one Gaussian over both clusters
@@ -120,7 +120,7 @@ def test_the_three_steps_each_do_their_part(clusters):
     # a third Gaussian holding two points: dropped, the two kept ones refitted without those points
     resp3 = np.column_stack([resp, np.zeros(len(search))])
     resp3[:2] = [0.0, 0.0, 1.0]
-    model3 = HDDC(3, max_iter=1).fit(search, init_resp=resp3)
+    model3 = HDDC(3, max_iter=1, init_resp=resp3).fit(search)
     kept, rows = filter_gaussians(search, model3, model3.predict_proba(search), hddc, min_count=10.0,
                                   max_iter=30, refit_needed=False)
     assert kept.n_components_ == 2 and len(rows) >= len(search) - 2

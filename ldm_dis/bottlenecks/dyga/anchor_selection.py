@@ -71,7 +71,7 @@ def _softmax_rows(log_p: np.ndarray) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
-HDDCFactory = Callable[..., HDDC]  # hddc(k, max_iter=em_iters) -> an unfitted HDDC seeded from the fit's rng
+HDDCFactory = Callable[..., HDDC]  # hddc(k, max_iter=em_iters, init_resp=None) -> an unfitted HDDC seeded by the rng
 
 
 def select_anchors(
@@ -113,8 +113,9 @@ def select_anchors(
     Z = (features - center) / scale
     rng = np.random.default_rng(seed)  # every random choice below, in a fixed order
 
-    def hddc(k: int, max_iter: int = em_iters) -> HDDC:
-        return HDDC(k, max_iter, tol, dim_threshold, reg_covar, random_state=int(rng.integers(2**31)))
+    def hddc(k: int, max_iter: int = em_iters, init_resp: Optional[np.ndarray] = None) -> HDDC:
+        return HDDC(k, max_iter, tol, dim_threshold, reg_covar, random_state=int(rng.integers(2**31)),
+                    init_resp=init_resp)
 
     subsampled = len(Z) > search_samples
     full_iters = em_iters if (refit_iters is None or not subsampled) else refit_iters
@@ -125,8 +126,8 @@ def select_anchors(
     refit_needed = any(splits_per_round)  # the split rounds ran single EM updates only
     if subsampled:  # the mixture found on the subsample, refitted on every point
         start = model.predict_proba(Z)
-        model = hddc(start.shape[1], max_iter=full_iters)
-        resp = model.fit_predict_proba(Z, init_resp=start)
+        model = hddc(start.shape[1], max_iter=full_iters, init_resp=start)
+        resp = model.fit_predict_proba(Z)
         refit_needed = False
     k_before_filter = resp.shape[1]
     model, rows = filter_gaussians(Z, model, resp, hddc, min_count=min_count, max_iter=full_iters,
@@ -187,8 +188,8 @@ def split_gaussians(X: np.ndarray, model: HDDC, resp: np.ndarray, rng: np.random
         resp = np.column_stack([resp] + new_cols)
         # one EM update of the whole mixture: parameters from the inherited responsibilities, then
         # fresh responsibilities for the next round's densities
-        model = hddc(resp.shape[1], max_iter=1)
-        resp = model.fit_predict_proba(X, init_resp=resp)
+        model = hddc(resp.shape[1], max_iter=1, init_resp=resp)
+        resp = model.fit_predict_proba(X)
     return model, resp, splits_per_round
 
 
@@ -210,8 +211,8 @@ def filter_gaussians(Z: np.ndarray, model: HDDC, resp: np.ndarray, hddc: HDDCFac
         explained = resp[:, keep].sum(1) >= 0.5
         rows = rows[explained]
         resp = _softmax_rows(model.weighted_log_prob(Z[rows])[:, keep])
-        model = hddc(int(keep.sum()), max_iter=max_iter)
-        resp = model.fit_predict_proba(Z[rows], init_resp=resp)
+        model = hddc(int(keep.sum()), max_iter=max_iter, init_resp=resp)
+        resp = model.fit_predict_proba(Z[rows])
         refit_needed = False  # K strictly decreases on every further pass, so this loop ends
 
 

@@ -57,6 +57,7 @@ class UnitFit:
         z.eigenvalues_, z.variances_ = m.eigenvalues[unit, :k].cpu().numpy(), m.variances[unit, :k].cpu().numpy()
         z.intrinsic_dims_, z.weights_ = m.dims[unit, :k].cpu().numpy(), m.weights[unit, :k].cpu().numpy()
         z.noise_variances_ = z.variances_[:, -1].copy()
+        z.n_features_in_ = z.means_.shape[1]
         z.split_log_ = self.logs[unit]
         return z.transformed(float(self.scale[unit]), self.center[unit].cpu().numpy())
 

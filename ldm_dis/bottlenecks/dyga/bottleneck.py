@@ -254,6 +254,7 @@ class DyGABottleneck(Bottleneck):
         z.intrinsic_dims_ = self.intrinsic_dims[unit].cpu().numpy()[keep]
         z.noise_variances_ = z.variances_[:, -1].copy()
         z.eigenvalues_ = z.variances_.copy()  # the scatter spectrum is not kept; the model's is
+        z.n_features_in_ = self.unit_dim
         scale = float(self.scale[unit])
         return z.transformed(scale, self.center[unit].detach().cpu().double().numpy())
 
