@@ -68,7 +68,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_says_why(tiny, capsys):
     newest = first.run_dir / "checkpoints" / "step_0000008"
     truncate(newest / "model.safetensors")
     capsys.readouterr()
-    assert train(["--resume", f"run.dir={first.run_dir}"], dataset=data) == 0
+    assert train(["--resume", f"run.dir={first.run_dir}"]) == 0
     err = capsys.readouterr().err
     assert f"skipping damaged checkpoint {newest} (model.safetensors is truncated" in err and "using step_0000006" in err
     a = load_file(str(straight.run_dir / "checkpoints" / "step_0000008" / "model.safetensors"))

@@ -23,6 +23,10 @@ class TinyDataset(torch.utils.data.Dataset):
     num_channels = 1
     resolution = 8
 
+    @classmethod
+    def from_config(cls, data_cfg) -> "TinyDataset":
+        return cls()
+
     def __len__(self) -> int:
         return 12
 
@@ -175,21 +179,24 @@ def make_task(cfg, dataset, **kwargs):
 
 
 def register(monkeypatch=None):
-    """Make model.kind=tiny (and tiny stand-ins for vqgan/ldm) buildable through build_task."""
+    """Make model.kind=tiny (and tiny stand-ins for vqgan/ldm) buildable through build_task, and
+    data.name=tiny through build_dataset."""
+    from ldm_dis import data
     from ldm_dis.training import tasks
 
-    entries = {"tiny": make_task, "vqgan": make_task, "ldm": TinyLDMTask}
-    for kind, value in entries.items():
+    entries = [(tasks.TASKS, "tiny", make_task), (tasks.TASKS, "vqgan", make_task), (tasks.TASKS, "ldm", TinyLDMTask),
+               (data.DATASETS, "tiny", TinyDataset)]
+    for registry, name, value in entries:
         if monkeypatch is not None:
-            monkeypatch.setitem(tasks.TASKS, kind, value)
+            monkeypatch.setitem(registry, name, value)
         else:
-            tasks.TASKS[kind] = value
+            registry[name] = value
 
 
 TINY_OVERRIDES = [
     "model.kind=tiny", "train.batch_size=4", "train.max_steps=8", "train.lr=0.01", "train.log_every=2",
     "train.ckpt_every=2", "train.keep_last=2", "train.sample_every=4", "train.num_sample_images=4",
-    "data.num_workers=0", "data.resolution=8",
+    "data.name=tiny", "data.num_workers=0", "data.resolution=8",
     # with model.kind=ldm the tiny task stands in for the LDM: settings its real networks could have at 8x8
     "model.encoder.channels=[8]", "model.first_stage.channel_mult=[1]", "model.unet.channel_mult=[1]",
     "model.unet.attention_downsample=[1]",
