@@ -290,22 +290,6 @@ def load_checkpoint(path: str | Path, with_training_state: bool = True) -> Dict[
     return state
 
 
-def load_module_state(weights_file: str | Path, name: str) -> Dict[str, torch.Tensor]:
-    """One module's state dict from a ``model.safetensors`` (e.g. the first stage for the LDM task)."""
-    weights_file = Path(weights_file)
-    if weights_file.is_dir():
-        weights_file = resolve_checkpoint(weights_file) / MODEL_FILE
-    if not weights_file.is_file():
-        raise CheckpointError(f"weights file {str(weights_file)!r} does not exist")
-    tensors = read_tensors(weights_file)
-    prefix = f"{name}."
-    found = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    if not found:
-        names = sorted({k.split(".", 1)[0] for k in tensors})
-        raise CheckpointError(f"{weights_file} holds no module {name!r}; it holds {names}")
-    return found
-
-
 # modules that earlier versions saved by default and this one builds only on request: what to set
 RETIRED_MODULES = {
     "ema_feature_extractor": (

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ldm_dis.training.checkpoint import load_module_state
+from ldm_dis.models.weights import read_tensors, with_prefix
 
 
 class TinyDataset(torch.utils.data.Dataset):
@@ -155,7 +155,7 @@ class TinyLDMTask(TinyTask):
         assert first_stage_path is not None and os.path.isfile(first_stage_path), first_stage_path
         super().__init__(cfg, dataset, **kwargs)
         self.first_stage_path = first_stage_path
-        self.net.load_state_dict(load_module_state(first_stage_path, "ema"))
+        self.net.load_state_dict(with_prefix(read_tensors(first_stage_path), "ema."))
 
 
 def weights_digest(trainer) -> str:
