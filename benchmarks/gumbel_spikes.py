@@ -71,7 +71,7 @@ def paper_deltas(bn, tokens: torch.Tensor) -> np.ndarray:
     means = bn.center[:, None] + bn.scale[:, None, None] * bn.means  # (N, K, D) feature units
     mu = means[torch.arange(tokens.shape[1])[None], k]  # (B, N, D)
     ratio = (tokens - mu).abs() / tokens.abs().clamp_min(1e-6)
-    return (bn.cfg.lam * torch.exp(-ratio.mean(-1))).numpy()
+    return (bn.lam * torch.exp(-ratio.mean(-1))).numpy()
 
 
 def summary(values) -> dict:
@@ -134,11 +134,11 @@ def main(argv=None) -> int:
         task.training_step(images, None, step, acc)
         if step + 1 == args.before:  # the epoch end: anchors from the extractor's features of the training set
             print(f"step {step + 1}: fitting anchors", flush=True)
-            features = task.collect_features(trainer, cfg.model.bottleneck.dyga.max_samples, cfg.model.bottleneck.dyga.seed)
+            features = task.collect_features(trainer, task.bottleneck.fit_rows(len(trainer.dataset), 0))
             task.bottleneck.fit(features)
             released_cfg = copy.deepcopy(cfg.model.bottleneck.dyga)
             released_cfg.alignment = "released"  # anchors fitted on min/max-normalized features, as released
-            released = DyGABottleneck(released_cfg, features.shape[1], features.shape[2])
+            released = DyGABottleneck.from_config(released_cfg, features.shape[1], features.shape[2])
             released.fit(features)
             zero_share = float((features == 0).mean())
         if (step + 1) % 25 == 0:

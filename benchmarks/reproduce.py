@@ -64,6 +64,7 @@ from tqdm import tqdm
 
 from ldm_dis.config.loading import CONFIG_DIR, config_to_dict, load_config
 from ldm_dis.metrics.parallel import resolve_jobs  # the cores this process may use
+from ldm_dis.runs import checkpoint_run_dir
 from ldm_dis.training.tasks import BASELINE_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,7 +211,7 @@ def prepare_first_stage(cfg, runs_dir: Path, need_seconds: bool) -> FirstStage:
     saved = json.loads(record.read_text()) if record.is_file() else {}
     if saved.get("checkpoint") == str(path):
         return FirstStage(path, saved["seconds"], f"measured when this script trained it, kept in {record}")
-    run_dir = path.parents[2] if path.parent.parent.name == "checkpoints" else path.parent
+    run_dir = checkpoint_run_dir(path)
     seconds = seconds_from_log(read_log(run_dir), steps)
     if seconds is not None:
         return FirstStage(path, seconds, f"reused from the cache; time from the log.jsonl of {run_dir}")

@@ -5,7 +5,8 @@
         checkpoints/step_0001000/       model.safetensors, training_state.safetensors, state.json, config.yaml
 
 A user may name a run folder (its newest checkpoint), a checkpoint folder or a file in one:
-:func:`resolve_checkpoint` turns each into the checkpoint folder, :func:`run_dir_of` into the run folder.
+:func:`resolve_checkpoint` turns each into the checkpoint folder, :func:`run_dir_of` into the run folder
+(the one place that knows where a checkpoint's run folder is: :func:`checkpoint_run_dir`).
 Nothing here trains or needs the dataset, so the model, the pictures and the metrics read runs through it;
 which checkpoints are intact is decided by :mod:`ldm_dis.training.checkpoint` (their file checks).
 """
@@ -52,13 +53,20 @@ def resolve_checkpoint(path: str | Path, quiet: bool = False) -> Path:
 
 
 def run_dir_of(path: str | Path) -> Path:
-    """The run folder of a run folder, a checkpoint folder or a file in a checkpoint folder; a saved model
-    folder (``save_pretrained``) is its own."""
+    """The run folder of a run folder, a checkpoint folder or a file in a checkpoint folder (which must
+    hold an intact checkpoint); a saved model folder (``save_pretrained``) is its own."""
     from ldm_dis.models.pretrained import is_saved_model
 
     if is_saved_model(path):
         return Path(path)
-    folder = resolve_checkpoint(path)
+    return checkpoint_run_dir(resolve_checkpoint(path))
+
+
+def checkpoint_run_dir(path: str | Path) -> Path:
+    """The layout alone, nothing verified: ``run/checkpoints/step_N`` (or a file in it) -> ``run``; any
+    other folder is its own run folder, and a file belongs to its folder's."""
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
     return folder.parent.parent if folder.parent.name == CHECKPOINT_DIR else folder
 
 

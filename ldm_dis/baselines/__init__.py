@@ -9,15 +9,3 @@ FactordVAE on one shared encoder/decoder, trained by the same trainer (``model.k
 The global scalar codebook and the TC discriminator are shared with the diffusion model's FactorQ
 bottleneck (``ldm_dis.bottlenecks.scalar_codebook``, ``ldm_dis.bottlenecks.total_correlation``).
 """
-
-from __future__ import annotations
-
-
-def build_baseline_task(cfg, dataset, **kwargs):
-    """The task for ``cfg.model.kind`` (one of the ten baseline names) on ``dataset``."""
-    from ldm_dis.baselines.task import BaselineTask
-
-    return BaselineTask(cfg, dataset)
-
-
-__all__ = ["build_baseline_task"]

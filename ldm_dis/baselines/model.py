@@ -7,33 +7,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Type
 
 import torch
 from torch import nn
 
 from ldm_dis.baselines import latents, losses
 from ldm_dis.baselines.networks import ConvDecoder, ConvEncoder
+from ldm_dis.registry import lookup
 
 
 @dataclass(frozen=True)
 class Kind:
-    latent: str  # name of the class in ldm_dis.baselines.latents
+    latent: Type[nn.Module]  # a latent layer of ldm_dis.baselines.latents
     tc_discriminator: bool = False  # FactorVAE-style density-ratio TC term
     options: tuple = ()  # extra keyword arguments of the latent, as (name, value) pairs
 
 
+# model.kind -> its latent layer and options
 KINDS: Dict[str, Kind] = {
-    "ae": Kind("Deterministic"),
-    "bioae": Kind("Deterministic", options=(("bioae", True),)),
-    "betavae": Kind("Gaussian"),
-    "betatcvae": Kind("Gaussian", options=(("objective", "tcvae"),)),
-    "factorvae": Kind("Gaussian", tc_discriminator=True),
-    "qlae": Kind("PerDimQuant"),
-    "qvae": Kind("GlobalScalar"),
-    "factorqvae": Kind("GlobalScalar", tc_discriminator=True),
-    "dvae": Kind("Categorical"),
-    "factordvae": Kind("Categorical", tc_discriminator=True),
+    "ae": Kind(latents.Deterministic),
+    "bioae": Kind(latents.Deterministic, options=(("bioae", True),)),
+    "betavae": Kind(latents.Gaussian),
+    "betatcvae": Kind(latents.Gaussian, options=(("objective", "tcvae"),)),
+    "factorvae": Kind(latents.Gaussian, tc_discriminator=True),
+    "qlae": Kind(latents.PerDimQuant),
+    "qvae": Kind(latents.GlobalScalar),
+    "factorqvae": Kind(latents.GlobalScalar, tc_discriminator=True),
+    "dvae": Kind(latents.Categorical),
+    "factordvae": Kind(latents.Categorical, tc_discriminator=True),
 }
 
 
@@ -50,18 +52,15 @@ class BaselineModel(nn.Module):
 
     def __init__(self, kind: str, cfg, num_channels: int, resolution: int, latent_dim: int, dataset_size: int = 1):
         super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"unknown baseline kind {kind!r}; expected one of {sorted(KINDS)}")
-        if cfg.likelihood not in losses.LIKELIHOODS:
-            raise ValueError(f"model.baseline.likelihood must be one of {losses.LIKELIHOODS}, got {cfg.likelihood!r}")
+        spec = lookup(KINDS, "model.kind", kind)
+        lookup(dict.fromkeys(losses.LIKELIHOODS), "model.baseline.likelihood", cfg.likelihood)
         self.kind, self.likelihood, self.latent_dim = kind, cfg.likelihood, latent_dim
         self.baseline_cfg, self.num_channels, self.resolution = cfg, int(num_channels), int(resolution)
         self.dataset_size = int(dataset_size)
-        spec = KINDS[kind]
         options = dict(spec.options)
-        if spec.latent == "Gaussian":
+        if spec.latent is latents.Gaussian:
             options.update(dataset_size=dataset_size, pixels=num_channels * resolution * resolution)
-        self.latent = getattr(latents, spec.latent)(cfg, latent_dim, **options)
+        self.latent = spec.latent(cfg, latent_dim, **options)
         self.encoder = ConvEncoder(num_channels, resolution, self.latent.head_dim, cfg.base_channels, cfg.hidden)
         self.decoder = ConvDecoder(latent_dim, num_channels, resolution, cfg.base_channels, cfg.hidden)
 

@@ -4,7 +4,7 @@ One step: forward the batch, reconstruction + latent terms (+ gamma * TC from th
 Factor* kinds), backward and step the model's optimizer; then, for the Factor* kinds, one discriminator
 step on detached codes: the first half of the batch as joint samples, the second half with every latent
 block permuted across the batch as samples of the product of marginals (as FactorVAE and the FactorQVAE
-code split the batch).
+code split the batch; ``batch_discriminator_loss``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ldm_dis.baselines import latents
 from ldm_dis.baselines.losses import reconstruction_loss
 from ldm_dis.baselines.model import KINDS, BaselineModel
-from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, discriminator_loss, tc_estimate
+from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, batch_discriminator_loss, tc_estimate
 
 
 class CosineToMin:
@@ -66,7 +67,7 @@ class BaselineTask:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, anneal)
         self.discriminator: Optional[nn.Module] = None
         if KINDS[kind].tc_discriminator:
-            blocks = self.latent_dim * (bcfg.codebook_size if KINDS[kind].latent != "Gaussian" else 1)
+            blocks = self.latent_dim * (bcfg.codebook_size if KINDS[kind].latent is not latents.Gaussian else 1)
             self.discriminator = TCDiscriminator(blocks, bcfg.disc_hidden, bcfg.disc_layers)
             self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=bcfg.disc_lr)
             self.disc_scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -124,9 +125,7 @@ class BaselineTask:
         self.scheduler.step()
 
         if self.discriminator is not None:
-            half = blocks.shape[0] // 2
-            joint, other = (blocks[:half], blocks[half:2 * half]) if half >= 2 else (blocks, blocks)
-            disc_loss = discriminator_loss(self.discriminator, joint, other)
+            disc_loss = batch_discriminator_loss(self.discriminator, blocks)
             self.disc_optimizer.zero_grad(set_to_none=True)  # drops the grads the model's loss left in D
             accelerator.backward(disc_loss)
             self.disc_optimizer.step()

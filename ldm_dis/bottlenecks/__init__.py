@@ -6,29 +6,22 @@ with total correlation; fsq: finite scalar quantization (paper Table 11).
 
 from __future__ import annotations
 
-import importlib
+from typing import Dict, Type
 
 from ldm_dis.bottlenecks.base import Bottleneck, BottleneckOutput, Identity
-from ldm_dis.errors import UserInputError
+from ldm_dis.bottlenecks.dyga import DyGABottleneck
+from ldm_dis.bottlenecks.factorq import FactorQ
+from ldm_dis.bottlenecks.fsq import FSQ
+from ldm_dis.registry import lookup
 
-# kind -> (module, class, config section); each class is built as Cls(section_cfg, num_units, unit_dim)
-BOTTLENECKS = {
-    "none": ("ldm_dis.bottlenecks.base", "Identity", None),
-    "dyga": ("ldm_dis.bottlenecks.dyga", "DyGABottleneck", "dyga"),
-    "factorq": ("ldm_dis.bottlenecks.factorq", "FactorQ", "factorq"),
-    "fsq": ("ldm_dis.bottlenecks.fsq", "FSQ", "fsq"),
-}
+# model.bottleneck.kind -> class; each is built by Cls.from_config(its section of model.bottleneck, N, D)
+BOTTLENECKS: Dict[str, Type[Bottleneck]] = {"none": Identity, "dyga": DyGABottleneck, "factorq": FactorQ, "fsq": FSQ}
 
 
 def build_bottleneck(cfg, num_units: int, unit_dim: int) -> Bottleneck:
-    """``cfg`` is ``model.bottleneck``."""
-    if cfg.kind not in BOTTLENECKS:
-        raise UserInputError(f"model.bottleneck.kind={cfg.kind!r} is unknown; expected one of {sorted(BOTTLENECKS)}")
-    module, cls_name, section = BOTTLENECKS[cfg.kind]
-    cls = getattr(importlib.import_module(module), cls_name)
-    if section is None:
-        return cls()
-    return cls(cfg[section], num_units, unit_dim)
+    """``cfg`` is ``model.bottleneck``; the class of ``cfg.kind`` reads its own section of it."""
+    cls = lookup(BOTTLENECKS, "model.bottleneck.kind", cfg.kind)
+    return cls.from_config(getattr(cfg, cfg.kind, None), num_units, unit_dim)
 
 
 __all__ = ["BOTTLENECKS", "Bottleneck", "BottleneckOutput", "Identity", "build_bottleneck"]

@@ -27,19 +27,26 @@ class BottleneckOutput:
 class Bottleneck(nn.Module):
     acts_on: str = "tokens"  # "tokens" (B, N, D) or "scalars" (B, N)
 
-    def forward(self, x: torch.Tensor) -> BottleneckOutput:  # pragma: no cover - interface
+    @classmethod
+    def from_config(cls, cfg, num_units: int, unit_dim: int) -> "Bottleneck":  # pragma: no cover - interface
+        """Built from its section of ``model.bottleneck`` (None for ``none``) and the N units of D values."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, step: int = 0) -> BottleneckOutput:  # pragma: no cover - interface
+        """``step``: optimizer steps done before this one (temperature schedules); 0 outside training."""
         raise NotImplementedError
 
     def discriminator_parameters(self) -> List[nn.Parameter]:
         """Parameters trained by ``disc_losses`` (none for most bottlenecks)."""
         return []
 
-    def set_step(self, step: int) -> None:
-        """Called by the trainer before each step (temperature schedules)."""
-
 
 class Identity(Bottleneck):
     """``model.bottleneck.kind=none``: the plain EncDiff-style model."""
 
-    def forward(self, x: torch.Tensor) -> BottleneckOutput:
+    @classmethod
+    def from_config(cls, cfg, num_units: int, unit_dim: int) -> "Identity":
+        return cls()
+
+    def forward(self, x: torch.Tensor, step: int = 0) -> BottleneckOutput:
         return BottleneckOutput(x)

@@ -16,45 +16,49 @@ from torch import nn
 
 from ldm_dis.bottlenecks.base import Bottleneck, BottleneckOutput
 from ldm_dis.bottlenecks.scalar_codebook import ScalarCodebook, gumbel_temperature, kl_to_uniform
-from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, discriminator_loss, tc_estimate
+from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, batch_discriminator_loss, tc_estimate
 
 
 class FactorQ(Bottleneck):
     acts_on = "scalars"
 
-    def __init__(self, cfg, num_units: int, unit_dim: int):
+    def __init__(self, num_units: int, codebook_size: int = 64, beta: float = 1e-3, gamma: float = 1e-4,
+                 tau_decay: float = 1e-5, tau_min: float = 0.0, disc_hidden: int = 1000, disc_layers: int = 6):
+        """N scalars, one codebook of ``codebook_size`` scalars; ``beta`` weighs KL(q || uniform), ``gamma``
+        the TC estimate; tau = max(exp(-tau_decay * step), tau_min); the discriminator has ``disc_layers``
+        linear layers of width ``disc_hidden``."""
         super().__init__()
-        self.beta = float(cfg.beta)
-        self.gamma = float(cfg.gamma)
-        self.tau_decay = float(cfg.tau_decay)
-        self.tau_min = float(cfg.tau_min)
-        self.codebook = ScalarCodebook(cfg.codebook_size)
-        self.discriminator = TCDiscriminator(num_units * cfg.codebook_size, cfg.disc_hidden, cfg.disc_layers)
-        self.step = 0  # driven by the trainer through set_step; tau is a function of it, nothing to save
+        self.beta = float(beta)
+        self.gamma = float(gamma)
+        self.tau_decay = float(tau_decay)
+        self.tau_min = float(tau_min)
+        self.codebook = ScalarCodebook(codebook_size)
+        self.discriminator = TCDiscriminator(num_units * codebook_size, disc_hidden, disc_layers)
 
-    def set_step(self, step: int) -> None:
-        self.step = int(step)
+    @classmethod
+    def from_config(cls, cfg, num_units: int, unit_dim: int) -> "FactorQ":
+        """``cfg`` is ``model.bottleneck.factorq``; its ``disc_lr`` is the training task's (the optimizer)."""
+        return cls(num_units, cfg.codebook_size, cfg.beta, cfg.gamma, cfg.tau_decay, cfg.tau_min,
+                   cfg.disc_hidden, cfg.disc_layers)
 
-    @property
-    def tau(self) -> float:
-        return gumbel_temperature(self.step, self.tau_decay, self.tau_min)
+    def tau(self, step: int) -> float:
+        """The Gumbel-softmax temperature after ``step`` optimizer steps (a function of it: nothing to save)."""
+        return gumbel_temperature(step, self.tau_decay, self.tau_min)
 
     def discriminator_parameters(self) -> List[nn.Parameter]:
         return list(self.discriminator.parameters())
 
-    def forward(self, x: torch.Tensor) -> BottleneckOutput:
-        """x (B, N) scalars -> z_q (B, N). Training: losses {kl, tc} and disc_losses {tc_disc}.
+    def forward(self, x: torch.Tensor, step: int = 0) -> BottleneckOutput:
+        """x (B, N) scalars -> z_q (B, N). Training: losses {kl, tc} and disc_losses {tc_disc}, a soft
+        one-hot at the temperature of ``step``.
 
         The model's ``tc`` term also leaves gradients in the discriminator: zero them before the
         discriminator's own backward/step (``tc_disc`` is computed on detached codes)."""
         logits = self.codebook.distance_logits(x)  # (B, N, K)
-        one_hot, z_q = self.codebook.quantize(logits, self.tau, stochastic=self.training)
+        one_hot, z_q = self.codebook.quantize(logits, self.tau(step), stochastic=self.training)
         if not self.training:
             return BottleneckOutput(z_q)
         kl = kl_to_uniform(logits).mean()  # mean over batch and units, as the FactorQVAE code
         tc = tc_estimate(self.discriminator, one_hot)
-        half = one_hot.shape[0] // 2
-        # joint and permuted samples from different halves of the batch (independent), as FactorVAE does
-        joint, other = (one_hot[:half], one_hot[half:2 * half]) if half >= 2 else (one_hot, one_hot)
-        disc = discriminator_loss(self.discriminator, joint, other)
+        disc = batch_discriminator_loss(self.discriminator, one_hot)
         return BottleneckOutput(z_q, losses={"kl": self.beta * kl, "tc": self.gamma * tc}, disc_losses={"tc_disc": disc})

@@ -39,14 +39,20 @@ def quantize(z: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 class FSQ(Bottleneck):
     acts_on = "tokens"
 
-    def __init__(self, cfg, num_units: int, unit_dim: int):
+    def __init__(self, levels, dim: int):
+        """``levels``: points per quantized value (each >= 2, e.g. [8, 5, 5]); ``dim``: D, the token size."""
         super().__init__()
-        levels = torch.tensor(list(cfg.levels), dtype=torch.float32)
-        if (levels < 2).any():
-            raise ValueError(f"FSQ levels must be >= 2, got {list(cfg.levels)}")
+        levels = torch.tensor(list(levels), dtype=torch.float32)
+        if levels.ndim != 1 or len(levels) == 0 or (levels < 2).any():
+            raise ValueError(f"FSQ levels must be a non-empty list of integers >= 2, got {levels.tolist()}")
         self.register_buffer("levels", levels)
-        self.project_in = nn.Linear(unit_dim, len(levels))
-        self.project_out = nn.Linear(len(levels), unit_dim)
+        self.project_in = nn.Linear(dim, len(levels))
+        self.project_out = nn.Linear(len(levels), dim)
+
+    @classmethod
+    def from_config(cls, cfg, num_units: int, unit_dim: int) -> "FSQ":
+        """``cfg`` is ``model.bottleneck.fsq``; every unit's token is quantized alike, whatever N."""
+        return cls(cfg.levels, unit_dim)
 
     @property
     def codebook_size(self) -> int:
@@ -56,6 +62,6 @@ class FSQ(Bottleneck):
         """Tokens (B, N, D) -> quantized low-dimensional codes (B, N, L) in [-1, 1]."""
         return quantize(self.project_in(tokens), self.levels)
 
-    def forward(self, x: torch.Tensor) -> BottleneckOutput:
+    def forward(self, x: torch.Tensor, step: int = 0) -> BottleneckOutput:
         """Tokens (B, N, D) -> quantized tokens (B, N, D); deterministic in training and evaluation."""
         return BottleneckOutput(self.project_out(self.codes(x)))

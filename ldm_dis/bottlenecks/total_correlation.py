@@ -81,3 +81,13 @@ def discriminator_loss(
     weights = torch.cat([torch.full((len(z_joint),), 0.5 / len(z_joint)), torch.full((len(z_perm),), 0.5 / len(z_perm))])
     # = 0.5 * (CE over the joint set + CE over the permuted set), also when the two sets differ in size
     return (F.cross_entropy(logits, labels, reduction="none") * weights.to(logits.device)).sum()
+
+
+def batch_discriminator_loss(discriminator: nn.Module, z: torch.Tensor,
+                             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """:func:`discriminator_loss` on one batch z (B, N, ...): its first half as joint samples, its second
+    half permuted (independent of the first, as FactorVAE and the FactorQVAE code split the batch); an
+    odd batch leaves its last sample out, and a batch of fewer than 4 uses its codes twice."""
+    half = z.shape[0] // 2
+    joint, other = (z[:half], z[half:2 * half]) if half >= 2 else (z, z)
+    return discriminator_loss(discriminator, joint, other, generator)

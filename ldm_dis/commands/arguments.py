@@ -67,10 +67,3 @@ def check_writable(path: str | Path, args: argparse.Namespace) -> Path:
     if path.exists() and not getattr(args, "overwrite", False):
         raise UserInputError(f"{path} exists; pass --overwrite to replace it, or --out to write another file")
     return path
-
-
-def run_dir_of(run: str | Path) -> Path:
-    """The run folder of RUN (a run folder, a checkpoint folder or a file in one)."""
-    from ldm_dis.runs import run_dir_of as of
-
-    return of(run)

@@ -31,7 +31,8 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
 
 
 def run(args) -> int:
-    from ldm_dis.commands.arguments import check_writable, run_dir_of
+    from ldm_dis.commands.arguments import check_writable
+    from ldm_dis.runs import run_dir_of
     from ldm_dis.training.export import CODES_FILE, export_representation
 
     out = check_writable(args.out or run_dir_of(args.run) / CODES_FILE, args)

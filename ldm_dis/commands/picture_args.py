@@ -41,7 +41,8 @@ def add_nmi_images(parser: argparse.ArgumentParser) -> None:
 
 def out_path(args) -> Path:
     """Where the picture goes; refuses an existing file unless ``--overwrite`` (check it before the work)."""
-    from ldm_dis.commands.arguments import check_writable, run_dir_of
+    from ldm_dis.commands.arguments import check_writable
+    from ldm_dis.runs import run_dir_of
 
     path = Path(args.out) if args.out else run_dir_of(args.run) / PICTURES_DIR / f"{args.picture_name}.png"
     return check_writable(path, args)

@@ -64,7 +64,7 @@ def scatter(args) -> int:
 
 
 def curves(args) -> int:
-    from ldm_dis.commands.arguments import run_dir_of
+    from ldm_dis.runs import run_dir_of
     from ldm_dis.commands.picture_args import PICTURES_DIR, out_path
     from ldm_dis.errors import UserInputError
     from ldm_dis.training.run_log import LOG_FILE, read_log

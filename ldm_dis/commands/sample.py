@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 DESCRIPTION = """Pictures drawn from a trained run.
 
     ldm-dis sample interchange runs/quickstart        # latent interchange grid (LDM runs)
@@ -65,12 +62,6 @@ def _load_baseline(run: str, data_path=None):
     return cfg, BaselineModel.from_pretrained(run), run_dataset(cfg, data_path)
 
 
-def _images(dataset, count: int, seed: int, device) -> torch.Tensor:
-    """``count`` images (count, C, H, W) in [-1, 1], chosen at random without replacement."""
-    indices = np.random.default_rng(seed).choice(len(dataset), min(count, len(dataset)), replace=False)
-    return torch.stack([dataset[int(i)][0] for i in indices]).to(device)
-
-
 # ---------------------------------------------------------------------------------------- traverse
 def _add_traverse(sub) -> None:
     from ldm_dis.commands.arguments import add_command_parser
@@ -87,13 +78,14 @@ def _add_traverse(sub) -> None:
 def traverse(args) -> int:
     from ldm_dis.baselines.pictures import traversal_grid
     from ldm_dis.commands.picture_args import out_path
+    from ldm_dis.sampling.components import dataset_images
     from ldm_dis.viz.grids import save_image_grid
 
     path = out_path(args)
     cfg, model, dataset = _load_baseline(args.run, args.data)
     device = next(model.parameters()).device
-    images = _images(dataset, args.images, args.seed, device)
-    reference = _images(dataset, args.reference, args.seed + 1, device)
+    images, _ = dataset_images(dataset, args.images, args.seed, device)
+    reference, _ = dataset_images(dataset, min(args.reference, len(dataset)), args.seed + 1, device)
     pictures = traversal_grid(model, images, reference, args.steps)
     d = model.latent_dim
     labels = [f"img {i} u{j}" for i in range(len(images)) for j in range(d)]
@@ -117,12 +109,13 @@ def _add_swap(sub) -> None:
 def swap(args) -> int:
     from ldm_dis.baselines.pictures import swap_grid
     from ldm_dis.commands.picture_args import out_path
+    from ldm_dis.sampling.components import dataset_images
     from ldm_dis.viz.grids import save_image_grid
 
     path = out_path(args)
     cfg, model, dataset = _load_baseline(args.run, args.data)
     device = next(model.parameters()).device
-    images = _images(dataset, 2 * args.pairs, args.seed, device)
+    images, _ = dataset_images(dataset, 2 * args.pairs, args.seed, device)
     first, second = images[: args.pairs], images[args.pairs: 2 * args.pairs]
     pictures = swap_grid(model, first, second)
     d = model.latent_dim

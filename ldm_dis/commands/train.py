@@ -68,8 +68,8 @@ def _print_protocol_differences(cfg) -> None:
             print(f"protocol {cfg.protocol}: {key}={value} as set (the protocol's value is {protocol_value})")
 
 
-def run(args, dataset=None) -> int:
-    """Train what the config describes. ``dataset`` replaces ``build_dataset(cfg.data)`` (tests)."""
+def run(args) -> int:
+    """Train what the config describes."""
     from ldm_dis.training.pipeline import run_training
     from ldm_dis.training.trainer import TrainingDiverged
 
@@ -79,7 +79,7 @@ def run(args, dataset=None) -> int:
     cfg = _config(args)
     _print_protocol_differences(cfg)
     try:
-        run_training(cfg, resume=args.resume, export_codes=args.export_codes, dataset=dataset)
+        run_training(cfg, resume=args.resume, export_codes=args.export_codes)
     except TrainingDiverged as exc:
         print(f"training stopped: {exc}", file=sys.stderr)
         return 3
@@ -93,7 +93,7 @@ def run(args, dataset=None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, dataset=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``train.py`` at the repository root."""
     from ldm_dis.errors import UserInputError
 
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return run(args, dataset=dataset)
+        return run(args)
     except UserInputError as exc:
         print(f"train.py: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,6 @@ before merging, and says which key inside was probably meant.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -123,11 +122,9 @@ def _non_finite(node, prefix: str = "") -> List[str]:
 
 # ----------------------------------------------------------------------------------------- choices
 def _choice(key: str, value, valid: Sequence[str]) -> Optional[str]:
-    if value in valid:
-        return None
-    near = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1, cutoff=0.5)
-    hint = f"did you mean {near[0]!r}? " if near else ""
-    return f"`{key}`={value!r} is unknown; {hint}expected one of {', '.join(map(repr, valid))}"
+    from ldm_dis.registry import unknown_name
+
+    return unknown_name(key, value, valid)
 
 
 def _choice_problems(cfg) -> List[str]:

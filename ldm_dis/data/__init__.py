@@ -23,6 +23,7 @@ from ldm_dis.data.mpi3d import MPI3D, mpi3d_factor_sizes
 from ldm_dis.data.shapes3d import Shapes3D
 from ldm_dis.data.synthetic_dsprites import SyntheticDSprites
 from ldm_dis.data.synthetic_shapes3d import SyntheticShapes3D
+from ldm_dis.registry import lookup
 
 # data.name -> class; each is built by its ``from_config(data_cfg)``
 DATASETS: Dict[str, Type[GroundTruthDataset]] = {
@@ -45,9 +46,7 @@ def build_dataset(data_cfg) -> GroundTruthDataset:
         from ldm_dis.config.schema import DataConfig
 
         data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), data_cfg)
-    if data_cfg.name not in DATASETS:
-        raise DatasetError(f"data.name={data_cfg.name!r} is unknown; expected one of {sorted(DATASETS)}")
-    return DATASETS[data_cfg.name].from_config(data_cfg)
+    return lookup(DATASETS, "data.name", data_cfg.name, DatasetError).from_config(data_cfg)
 
 
 __all__ = ["DATASETS", "DatasetError", "GroundTruthDataset", "build_dataset", "mpi3d_factor_sizes"]

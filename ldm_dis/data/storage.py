@@ -194,16 +194,20 @@ def _zip(path: Path, dataset: str) -> zipfile.ZipFile:
 
 
 def npz_keys(path: Path, dataset: str) -> list:
+    """The array names of a ``.npz`` file."""
     with _zip(path, dataset) as zf:
-        return [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+        return _array_names(zf)
+
+
+def _array_names(zf: zipfile.ZipFile) -> list:
+    return [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
 
 
 def _open_npz_member(path: Path, key: str, dataset: str, cached: Path) -> RawArray:
     with _zip(path, dataset) as zf:
         member = f"{key}.npy"
         if member not in zf.namelist():
-            found = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-            raise dataset_error(dataset, path, f"an array named {key!r}", f"arrays {found}")
+            raise dataset_error(dataset, path, f"an array named {key!r}", f"arrays {_array_names(zf)}")
         info = zf.getinfo(member)
         if info.compress_type != zipfile.ZIP_STORED:
             print(f"ldm-dis: {path} stores {key!r} compressed; writing an uncompressed copy to {cached} once "

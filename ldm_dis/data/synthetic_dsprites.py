@@ -45,12 +45,12 @@ class SyntheticDSprites(GroundTruthDataset):
     def images_from_factors(self, factors: np.ndarray) -> np.ndarray:
         return self.render(np.atleast_2d(np.asarray(factors, dtype=np.int64)))
 
-    def render(self, factors: np.ndarray, window: bool = True) -> np.ndarray:
+    def render(self, factors: np.ndarray) -> np.ndarray:
         """Factor values int ``(n, 5)`` -> float32 ``(n, 1, R, R)`` in [-1, 1].
 
-        A sprite covers at most a disc of radius ``_MAX_RADIUS``: with ``window`` only the square of pixels
-        around it is computed (a fifth of the image at 64x64) and pasted into a black canvas; the
-        result is the same as computing every pixel (``window=False``, kept for the tests)."""
+        A sprite covers at most a disc of radius ``_MAX_RADIUS``: only the square of pixels around it is
+        computed (a fifth of the image at 64x64) and pasted into a black canvas; the result is the same
+        as computing every pixel (the window grows to the whole image when the sprite could fill it)."""
         f = np.asarray(factors, dtype=np.int64)
         if f.ndim != 2 or f.shape[1] != 5 or (f < 0).any() or (f >= np.array(FACTOR_SIZES)).any():
             raise ValueError(f"factors must be (n, 5) within sizes {FACTOR_SIZES}; got shape {f.shape}")
@@ -60,7 +60,7 @@ class SyntheticDSprites(GroundTruthDataset):
         angle = col(f[:, 2] * (2.0 * np.pi / 40.0))
         cx = col((f[:, 3] / 31.0 * 2.0 - 1.0) * _POS_RANGE)
         cy = col((1.0 - f[:, 4] / 31.0 * 2.0) * _POS_RANGE)  # pos_y 0 at the top, as in dSprites
-        size = min(r, int(np.ceil(2 * _MAX_RADIUS * _HALF_SIZE / self._px)) + 4) if window else r
+        size = min(r, int(np.ceil(2 * _MAX_RADIUS * _HALF_SIZE / self._px)) + 4)
         # first row / column of each item's window (y is up, rows go down)
         col0 = np.clip(np.floor((cx[:, 0, 0] + 1.0) / self._px - size / 2).astype(np.int64), 0, r - size)
         row0 = np.clip(np.floor((1.0 - cy[:, 0, 0]) / self._px - size / 2).astype(np.int64), 0, r - size)

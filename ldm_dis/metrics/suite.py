@@ -29,6 +29,7 @@ from ldm_dis.metrics.modularity import modularity_metric
 from ldm_dis.metrics.sap import sap_metric
 from ldm_dis.metrics.skipped import MetricSkipped
 from ldm_dis.metrics.tad import tad_metric
+from ldm_dis.registry import lookup
 
 # name (as in eval.metrics of the config) -> sampling wrapper (dataset, representation_fn, rng, **protocol)
 METRICS: dict[str, Callable[..., dict]] = {
@@ -68,10 +69,7 @@ def metric_rng(seed: int, name: str) -> np.random.Generator:
 def check_names(names: Sequence[str]) -> list[str]:
     """Validate metric names; an unknown one fails with the nearest valid name."""
     for name in names:
-        if name not in METRICS:
-            near = difflib.get_close_matches(name, METRICS, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise UserInputError(f"unknown metric {name!r}{hint} Valid: {', '.join(METRICS)}")
+        lookup(METRICS, "metric", name)
     return list(names)
 
 

@@ -74,15 +74,17 @@ class LatentDiffusion(nn.Module):
         return (self.model_cfg.first_stage.embed_dim, self.latent_size, self.latent_size)
 
     # ------------------------------------------------------------------------------------ training
-    def units(self, images: torch.Tensor, extractor: Optional[nn.Module] = None) -> Tuple[torch.Tensor, BottleneckOutput]:
+    def units(self, images: torch.Tensor, extractor: Optional[nn.Module] = None,
+              step: int = 0) -> Tuple[torch.Tensor, BottleneckOutput]:
         """images (B, 3, R, R) -> units after the bottleneck (B, N, D) and the bottleneck's output (its
-        losses); ``extractor`` defaults to :attr:`feature_extractor`."""
+        losses); ``extractor`` defaults to :attr:`feature_extractor`; ``step`` (optimizer steps done)
+        drives the bottleneck's temperature schedule."""
         fx = extractor if extractor is not None else self.feature_extractor
         scalars = fx.scalars(images)  # (B, N)
         if self.bottleneck.acts_on == "scalars":
-            out = self.bottleneck(scalars)
+            out = self.bottleneck(scalars, step)
             return fx.tokens(out.value), out
-        out = self.bottleneck(fx.tokens(scalars))  # (B, N, D)
+        out = self.bottleneck(fx.tokens(scalars), step)  # (B, N, D)
         return out.value, out
 
     def train(self, mode: bool = True) -> "LatentDiffusion":
@@ -105,12 +107,13 @@ class LatentDiffusion(nn.Module):
         return z * fs.latent_scale
 
     def loss(self, images: torch.Tensor, unet: Optional[nn.Module] = None, gather: Optional[Callable] = None,
-             generator: Optional[torch.Generator] = None, announce: bool = True,
+             generator: Optional[torch.Generator] = None, announce: bool = True, step: int = 0,
              ) -> Tuple[torch.Tensor, torch.Tensor, BottleneckOutput]:
         """(total loss, diffusion loss, bottleneck output) of a batch (B, 3, R, R) in [-1, 1], in the
-        modules' current modes. ``unet`` replaces :attr:`unet` in the forward (a compiled or EMA copy)."""
+        modules' current modes. ``unet`` replaces :attr:`unet` in the forward (a compiled or EMA copy);
+        ``step``: optimizer steps done (FactorQ's Gumbel temperature)."""
         latents = self.latents(images, gather, announce)
-        units, out = self.units(images)
+        units, out = self.units(images, step=step)
         diff = self.denoising_loss(latents, units, unet=unet, generator=generator)
         return diff + sum(out.losses.values()), diff, out
 

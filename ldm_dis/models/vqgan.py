@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import torch
-from diffusers import VQModel
 from torch import nn
 
 from ldm_dis.errors import UserInputError
@@ -50,6 +49,8 @@ class FirstStage(nn.Module):
         self.downsample_factor = 2 ** (len(channel_mult) - 1)
         self.embed_dim = embed_dim
         # Same layout as taming's Encoder/Decoder: mid-block attention, no attention in the levels.
+        from diffusers import VQModel  # here: importing diffusers costs seconds, config checks need none of it
+
         self.vq = VQModel(
             in_channels=in_channels,
             out_channels=in_channels,

@@ -16,17 +16,19 @@ Maps are accumulated after each U-Net call instead of kept per step: 100 steps x
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import TYPE_CHECKING, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler
 from torch import nn
 from tqdm.auto import tqdm
 
 from ldm_dis.models.attention import AttentionRecorder, record_cross_attention
 from ldm_dis.sampling.ddim import ddim_sample
 from ldm_dis.sampling.panels import TickingUNet, check_eval
+
+if TYPE_CHECKING:  # diffusers (and torch._dynamo) is imported where a model is built, not at import
+    from diffusers import DDIMScheduler
 
 
 def layer_unit_maps(probs: torch.Tensor, size: Tuple[int, int], out_size: Tuple[int, int]) -> torch.Tensor:

@@ -6,11 +6,13 @@ noise and differ only in their conditioning.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
-from diffusers import DDIMScheduler
 from torch import nn
+
+if TYPE_CHECKING:  # diffusers (and torch._dynamo) is imported where a model is built, not at import
+    from diffusers import DDIMScheduler
 
 
 @torch.no_grad()

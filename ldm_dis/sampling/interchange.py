@@ -12,13 +12,15 @@ drew fresh noise per panel, which mixes the effect of the unit with that of the 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
-from diffusers import DDIMScheduler
 from torch import nn
 
 from ldm_dis.sampling.panels import sample_panels
+
+if TYPE_CHECKING:  # diffusers (and torch._dynamo) is imported where a model is built, not at import
+    from diffusers import DDIMScheduler
 
 
 def interchange_units(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -9,14 +9,16 @@ from the same x_T, so the strip changes only through the conditioning.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
-from diffusers import DDIMScheduler
 from torch import nn
 
 from ldm_dis.sampling.interchange import expand_noise
 from ldm_dis.sampling.panels import sample_panels
+
+if TYPE_CHECKING:  # diffusers (and torch._dynamo) is imported where a model is built, not at import
+    from diffusers import DDIMScheduler
 
 
 def interpolate_units(a: torch.Tensor, b: torch.Tensor, num: int) -> torch.Tensor:

@@ -10,14 +10,16 @@ The U-Net must be in eval mode (dropout, Skip Dropout off): otherwise equal inpu
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
-from diffusers import DDIMScheduler
 from torch import nn
 from tqdm.auto import tqdm
 
 from ldm_dis.sampling.ddim import ddim_sample
+
+if TYPE_CHECKING:  # diffusers (and torch._dynamo) is imported where a model is built, not at import
+    from diffusers import DDIMScheduler
 
 
 class TickingUNet(nn.Module):

@@ -39,7 +39,7 @@ from ldm_dis.training.integrity import non_finite_tensors, safetensors_problem, 
 # the run folder's layout lives in ldm_dis.runs (read by the model and the pictures too); re-exported here
 from ldm_dis.runs import (  # noqa: F401
     CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILE, STATE_FILE, STEP_DIR as _STEP_DIR, TRAINING_FILE, checkpoint_path,
-    load_run_config, run_dir_of,
+    checkpoint_run_dir, load_run_config, run_dir_of,
 )
 
 
@@ -110,7 +110,7 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any], config_yaml: Option
     except (OSError, SafetensorError) as exc:  # a full disk, a quota, a read-only mount...
         shutil.rmtree(tmp, ignore_errors=True)
         reason = getattr(exc, "strerror", None) or str(exc)
-        previous = latest_checkpoint(path.parent.parent)
+        previous = latest_checkpoint(checkpoint_run_dir(path))
         raise CheckpointError(
             f"cannot write checkpoint {path}: {reason}; nothing of it is left behind, and the newest checkpoint "
             f"{previous or '(none yet)'} is intact. Free some space (or set run.dir elsewhere) and --resume"
@@ -288,22 +288,6 @@ def load_checkpoint(path: str | Path, with_training_state: bool = True) -> Dict[
     state = _decode(skeleton, tensors)
     state["path"] = str(folder)
     return state
-
-
-def load_module_state(weights_file: str | Path, name: str) -> Dict[str, torch.Tensor]:
-    """One module's state dict from a ``model.safetensors`` (e.g. the first stage for the LDM task)."""
-    weights_file = Path(weights_file)
-    if weights_file.is_dir():
-        weights_file = resolve_checkpoint(weights_file) / MODEL_FILE
-    if not weights_file.is_file():
-        raise CheckpointError(f"weights file {str(weights_file)!r} does not exist")
-    tensors = read_tensors(weights_file)
-    prefix = f"{name}."
-    found = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    if not found:
-        names = sorted({k.split(".", 1)[0] for k in tensors})
-        raise CheckpointError(f"{weights_file} holds no module {name!r}; it holds {names}")
-    return found
 
 
 # modules that earlier versions saved by default and this one builds only on request: what to set

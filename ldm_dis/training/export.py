@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ldm_dis.training.checkpoint import load_run_config, load_task_from_checkpoint, resolve_checkpoint
+from ldm_dis.runs import run_dir_of
+from ldm_dis.training.checkpoint import load_run_config, load_task_from_checkpoint
 
 CODES_FILE = "codes.npz"
 
@@ -190,8 +191,6 @@ def load_evaluation_source(checkpoint: str | Path, dataset=None, batch_size: int
                 out.append(task.reconstruct(batch, generator).float().cpu().numpy())
             return np.concatenate(out)
 
-    from ldm_dis.runs import run_dir_of
-
     return EvaluationSource(cfg, dataset, representation_fn, generate_fn, run_dir_of(checkpoint))
 
 
@@ -222,7 +221,7 @@ def export_representation(run_or_ckpt: str | Path, out_path: str | Path | None =
     cfg, task = load_task_from_checkpoint(run_or_ckpt, dataset=dataset, accelerator=accelerator)
     rows = random_rows(len(dataset), num, seed)
     codes, factors = encode_dataset(task, dataset, accelerator, batch_size, cfg.data.num_workers, rows, progress)
-    out_path = Path(out_path) if out_path else resolve_checkpoint(run_or_ckpt).parent.parent / CODES_FILE
+    out_path = Path(out_path) if out_path else run_dir_of(run_or_ckpt) / CODES_FILE
     if accelerator.is_main_process:
         write_representation(out_path, codes, factors, dataset.factor_names, eval_protocol(cfg))
     return out_path

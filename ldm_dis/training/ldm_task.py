@@ -180,7 +180,7 @@ class LDMTask:
             latents = self._latents(images, acc)
             if self._images_channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            units, out = self.model.units(images)
+            units, out = self.model.units(images, step=step)
             with self._one_thread():
                 if prefetch:
                     self._encoder.submit(self._upcoming)  # on the other core, while the U-Net runs here
@@ -213,13 +213,11 @@ class LDMTask:
 
     # --------------------------------------------------------------------------- DyGA anchor fits
     @torch.no_grad()
-    def collect_features(self, trainer, max_samples: int, seed: int) -> np.ndarray:
-        """What the bottleneck acts on, for (a random subset of at most ``max_samples`` of) the training
-        set, from :attr:`representation_extractor` in eval mode: float32 (n, N, D) tokens or (n, N) scalars."""
-        acc, n = trainer.accelerator, len(trainer.dataset)
-        indices = None
-        if n > max_samples:
-            indices = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False)).tolist()
+    def collect_features(self, trainer, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """What the bottleneck acts on, for the training-set ``rows`` (all when None), from
+        :attr:`representation_extractor` in eval mode: float32 (n, N, D) tokens or (n, N) scalars."""
+        acc = trainer.accelerator
+        indices = None if rows is None else np.asarray(rows).tolist()
         fx = self.representation_extractor
         chunks = []
         with eval_mode(fx):
@@ -236,10 +234,7 @@ class LDMTask:
         should_fit = getattr(b, "should_fit", None)
         if should_fit is None or not should_fit(epoch):
             return None
-        section = self.cfg.model.bottleneck.get(self.cfg.model.bottleneck.kind, None)
-        max_samples = int(getattr(section, "max_samples", 100_000))
-        seed = int(getattr(section, "seed", 0)) + epoch
-        features = self.collect_features(trainer, max_samples, seed)
+        features = self.collect_features(trainer, b.fit_rows(len(trainer.dataset), epoch))
         acc = trainer.accelerator
         result = None
         if acc.is_main_process:

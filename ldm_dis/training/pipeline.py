@@ -36,14 +36,12 @@ _UNHASHED = {"first_stage": ("checkpoint", "log_every", "ckpt_every", "max_minut
 FIRST_STAGE_SEED = 0  # the cached first stage is a function of its config alone, whichever run trains it
 
 
-def build_trainer(cfg, dataset, accelerator, task=None) -> Trainer:
-    """The task comes from ``build_task`` (``task`` is for tests); seeded so every process starts equal."""
-    if task is None:
-        from ldm_dis.training.tasks import build_task
+def build_trainer(cfg, dataset, accelerator) -> Trainer:
+    """The task comes from ``build_task``, seeded so every process starts equal."""
+    from ldm_dis.training.tasks import build_task
 
-        seed_everything(cfg.train.seed)
-        task = build_task(cfg, dataset, **task_kwargs(cfg))
-    return Trainer(cfg, task, dataset, accelerator)
+    seed_everything(cfg.train.seed)
+    return Trainer(cfg, build_task(cfg, dataset, **task_kwargs(cfg)), dataset, accelerator)
 
 
 CACHE_ENV = "LDM_DIS_CACHE"
@@ -144,12 +142,12 @@ def _cached_first_stage(fs_cfg, dataset, accelerator) -> Path:
 
 
 def run_training(cfg, resume: bool = False, export_codes: Optional[str] = None, dataset=None,
-                 accelerator=None, task=None) -> Trainer:
+                 accelerator=None) -> Trainer:
     """Train what ``cfg`` describes (with its first stage); optionally export the codes afterwards.
-    ``dataset``/``task`` replace ``build_dataset``/``build_task`` (tests)."""
+    ``dataset``: a dataset object built in Python (default ``build_dataset(cfg.data)``)."""
     accelerator = accelerator if accelerator is not None else make_accelerator(cfg)
     with hold_run_folder(cfg.run.dir, accelerator):  # before anything in run.dir is read or written
-        return _train(cfg, resume, export_codes, dataset, accelerator, task)
+        return _train(cfg, resume, export_codes, dataset, accelerator)
 
 
 def _clean(run_dir, what: str) -> None:
@@ -158,7 +156,7 @@ def _clean(run_dir, what: str) -> None:
         print(f"{what}: {line} (left by a process that ended while saving)")
 
 
-def _train(cfg, resume, export_codes, dataset, accelerator, task) -> Trainer:
+def _train(cfg, resume, export_codes, dataset, accelerator) -> Trainer:
     if accelerator.is_main_process:
         _clean(cfg.run.dir, "run.dir")
     accelerator.wait_for_everyone()
@@ -173,10 +171,10 @@ def _train(cfg, resume, export_codes, dataset, accelerator, task) -> Trainer:
         dataset = build_dataset(cfg.data)
     if cfg.data.resolution is None:  # recorded as served, so config.yaml and the first stage's hash say it
         cfg.data.resolution = dataset.resolution
-    if cfg.model.kind == "ldm" and task is None:
+    if cfg.model.kind == "ldm":
         # recorded in the run's config.yaml, so the run can be rebuilt from its folder alone
         cfg.model.first_stage.checkpoint = str(ensure_first_stage(cfg, dataset, accelerator))
-    trainer = build_trainer(cfg, dataset, accelerator, task)
+    trainer = build_trainer(cfg, dataset, accelerator)
     if resume:
         trainer.resume()
     trainer.fit()

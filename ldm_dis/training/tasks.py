@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
+from typing import Dict
 
-from ldm_dis.errors import UserInputError
+from ldm_dis.baselines.model import KINDS
+from ldm_dis.baselines.task import BaselineTask
+from ldm_dis.registry import lookup
+from ldm_dis.training.ldm_task import LDMTask
+from ldm_dis.training.vqgan_task import VQGANTask
 
-BASELINE_KINDS = ("ae", "betavae", "betatcvae", "factorvae", "bioae", "qlae", "dvae", "qvae", "factorqvae", "factordvae")
+BASELINE_KINDS = tuple(KINDS)  # the ten VAE-family kinds, one task class
 
-# kind -> (module, factory); each factory is called as factory(cfg, dataset, **kwargs) -> TrainingTask
-TASKS = {
-    "ldm": ("ldm_dis.training.ldm_task", "LDMTask"),
-    "vqgan": ("ldm_dis.training.vqgan_task", "VQGANTask"),
-    **{kind: ("ldm_dis.baselines", "build_baseline_task") for kind in BASELINE_KINDS},
+# model.kind -> class; each is built as Cls(cfg, dataset, **kwargs) -> a TrainingTask
+TASKS: Dict[str, type] = {
+    "ldm": LDMTask,
+    "vqgan": VQGANTask,
+    **{kind: BaselineTask for kind in BASELINE_KINDS},
 }
 
 
@@ -21,8 +25,4 @@ def build_task(cfg, dataset, kind: str | None = None, **kwargs):
     from ldm_dis.config.protocol import resolve_protocol
 
     resolve_protocol(cfg)  # configs built without load_config (tests, scripts) follow `protocol` too
-    kind = kind or cfg.model.kind
-    if kind not in TASKS:
-        raise UserInputError(f"model.kind={kind!r} is unknown; expected one of {sorted(TASKS)}")
-    module, factory = TASKS[kind]
-    return getattr(importlib.import_module(module), factory)(cfg, dataset, **kwargs)
+    return lookup(TASKS, "model.kind", kind or cfg.model.kind)(cfg, dataset, **kwargs)

@@ -119,7 +119,6 @@ class Trainer:
             images, factors = next(batches)
             images = images.to(acc.device, non_blocking=True)
             factors = factors.to(acc.device, non_blocking=True)
-            self._set_bottleneck_step()
             losses = self.task.training_step(images, factors, self.step, acc)
             values = self._checked(losses)  # stops the run on NaN/inf before anything is written
             self.step += 1
@@ -169,14 +168,6 @@ class Trainer:
                 f"(process {rank}); training stopped. Last good checkpoint: {good or 'none'}"
             )
         return dict(zip(names, every.mean(0).tolist()))
-
-    def _set_bottleneck_step(self) -> None:
-        from ldm_dis.bottlenecks.base import Bottleneck
-
-        for module in self.task.modules().values():
-            module = self.accelerator.unwrap_model(module)
-            if isinstance(module, Bottleneck):
-                module.set_step(self.step)  # temperature schedules
 
     def _learning_rates(self) -> Dict[str, float]:
         return {f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in self.task.optimizers().items()}

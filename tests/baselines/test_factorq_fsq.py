@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -39,10 +40,18 @@ def test_factorq_training_output_losses_and_gradients():
 
 def test_factorq_eval_is_the_nearest_code_and_step_drives_tau():
     bn = make("factorq", disc_hidden=16)
-    bn.set_step(0)
-    assert bn.tau == 1.0
-    bn.set_step(200_000)
-    assert math.isclose(bn.tau, math.exp(-2.0))
+    assert bn.tau(0) == 1.0 and math.isclose(bn.tau(200_000), math.exp(-2.0))
+    assert not hasattr(bn, "set_step") and not hasattr(bn, "step")  # one channel: the forward's argument
+    x = torch.randn(16, 5)
+    soft = {}
+    for step in (0, 100_000, 400_000):  # the same Gumbel noise at a falling temperature: the one-hot sharpens
+        torch.manual_seed(3)
+        logits = bn.codebook.distance_logits(x)
+        one_hot, _ = bn.codebook.quantize(logits, bn.tau(step), stochastic=True)
+        torch.manual_seed(3)
+        torch.testing.assert_close(bn(x, step).value, one_hot @ bn.codebook.values)
+        soft[step] = float(one_hot.detach().max(-1).values.mean())
+    assert soft[0] < soft[100_000] < soft[400_000]
     bn.eval()
     x = torch.randn(4, 5)
     out = bn(x)
@@ -72,3 +81,29 @@ def test_fsq_grid_has_exactly_the_levels_and_passes_gradients():
     assert tokens.grad.abs().sum() > 0  # straight-through rounding
     codes = bn.codes(tokens.detach())
     assert torch.allclose(codes * torch.tensor([4.0, 2.0, 2.0]), (codes * torch.tensor([4.0, 2.0, 2.0])).round())
+
+
+def test_constructors_take_explicit_arguments_with_the_configs_defaults():
+    """FSQ(levels, dim), FactorQ(num_units, ...), DyGABottleneck(num_units, unit_dim, ...): each argument
+    defaults to its config key's default, and from_config passes every key its class uses."""
+    import dataclasses
+    import inspect
+
+    from ldm_dis.bottlenecks.dyga import DyGABottleneck
+    from ldm_dis.bottlenecks.factorq import FactorQ
+    from ldm_dis.bottlenecks.fsq import FSQ
+    from ldm_dis.config.schema import DyGAConfig, FactorQConfig
+
+    fsq = FSQ([8, 5], dim=6)
+    assert fsq.codebook_size == 40 and fsq.project_in.in_features == 6
+    with pytest.raises(ValueError, match="levels"):
+        FSQ([8, 1], dim=6)
+    for cls, section, not_arguments in ((FactorQ, FactorQConfig, {"disc_lr"}), (DyGABottleneck, DyGAConfig, set())):
+        params = inspect.signature(cls).parameters
+        keys = {f.name: f.default for f in dataclasses.fields(section)}
+        assert set(keys) - not_arguments <= set(params), cls  # nothing of its section left unread
+        for key in set(keys) - not_arguments:
+            assert params[key].default == keys[key], (cls, key)
+    bn = make("factorq", num_units=3, codebook_size=7, disc_hidden=5, disc_layers=3, beta=0.5)
+    assert (bn.codebook.values.numel(), bn.beta, bn.discriminator.net[0].out_features) == (7, 0.5, 5)
+    assert len(bn.discriminator_parameters()) == 6

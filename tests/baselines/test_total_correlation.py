@@ -5,7 +5,9 @@ import math
 import torch
 from torch import nn
 
-from ldm_dis.bottlenecks.total_correlation import TCDiscriminator, discriminator_loss, permute_blocks, tc_estimate
+from ldm_dis.bottlenecks.total_correlation import (
+    TCDiscriminator, batch_discriminator_loss, discriminator_loss, permute_blocks, tc_estimate,
+)
 
 
 def test_permutation_keeps_each_marginal_and_breaks_dependence():
@@ -72,6 +74,17 @@ def test_discriminator_loss_known_value_and_detached_inputs():
     loss.backward()
     assert z.grad is None  # the codes are detached: only the discriminator learns from this loss
     assert d.a.grad is not None
+
+
+def test_one_batch_is_split_in_halves_once_for_every_caller():
+    """batch_discriminator_loss (used by FactorQ and the Factor* baselines): halves of the batch, the odd
+    sample left out, a batch under 4 used twice."""
+    d = TCDiscriminator(6, 8, 2)
+    z = torch.randn(9, 3, 2)
+    for rows, (joint, other) in ((9, (z[:4], z[4:8])), (3, (z[:3], z[:3]))):
+        split = batch_discriminator_loss(d, z[:rows], torch.Generator().manual_seed(1))
+        direct = discriminator_loss(d, joint, other, torch.Generator().manual_seed(1))
+        assert torch.equal(split, direct)
 
 
 def test_discriminator_learns_to_separate_dependent_codes():

@@ -94,5 +94,41 @@ def test_config_cannot_name_arbitrary_code():
 
     with pytest.raises(ConfigError, match="`model.bottleneck.kind`='os.system' is unknown"):
         load_config(None, ["model.bottleneck.kind=os.system"])
-    with pytest.raises(UserInputError, match="model.bottleneck.kind='os.system' is unknown"):
+    with pytest.raises(UserInputError, match="`model.bottleneck.kind`='os.system' is unknown"):
         build_bottleneck(OmegaConf.structured(BottleneckConfig(kind="os.system")), 4, 8)
+
+
+def test_every_registry_is_a_dict_of_classes_and_names_the_nearest_valid_name():
+    """Bottlenecks, tasks, baseline latents, datasets, metrics: a name maps to a class (or function),
+    never to an import path; built outside load_config, a misspelt name still says what was meant."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from ldm_dis.baselines.model import KINDS, BaselineModel
+    from ldm_dis.bottlenecks import BOTTLENECKS, build_bottleneck
+    from ldm_dis.config.schema import BaselineConfig, BottleneckConfig, DataConfig
+    from ldm_dis.data import DATASETS, build_dataset
+    from ldm_dis.errors import UserInputError
+    from ldm_dis.metrics.suite import METRICS, check_names
+    from ldm_dis.training.tasks import TASKS, build_task
+
+    assert all(inspect.isclass(c) for registry in (BOTTLENECKS, TASKS, DATASETS) for c in registry.values())
+    assert all(inspect.isclass(kind.latent) for kind in KINDS.values()) and all(map(callable, METRICS.values()))
+    cases = [
+        (lambda: build_bottleneck(OmegaConf.structured(BottleneckConfig(kind="dygaa")), 4, 8),
+         "`model.bottleneck.kind`='dygaa' is unknown; did you mean 'dyga'?"),
+        (lambda: build_task(load_config(None, []), None, kind="betavea"),
+         "`model.kind`='betavea' is unknown; did you mean 'betavae'?"),
+        (lambda: BaselineModel("factorqvea", OmegaConf.structured(BaselineConfig), 3, 16, 4),
+         "`model.kind`='factorqvea' is unknown; did you mean 'factorqvae'?"),
+        (lambda: BaselineModel("qvae", OmegaConf.structured(BaselineConfig(likelihood="bernouli")), 3, 16, 4),
+         "`model.baseline.likelihood`='bernouli' is unknown; did you mean 'bernoulli'?"),
+        (lambda: build_dataset(OmegaConf.structured(DataConfig(name="synth-shapes3"))),
+         "`data.name`='synth-shapes3' is unknown; did you mean 'synth-shapes3d'?"),
+        (lambda: check_names(["dci", "modularty"]), "`metric`='modularty' is unknown; did you mean 'modularity'?"),
+    ]
+    for build, message in cases:
+        with pytest.raises(UserInputError) as info:
+            build()
+        assert message in str(info.value)

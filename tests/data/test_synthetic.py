@@ -125,9 +125,14 @@ def test_works_in_a_dataloader_with_two_workers():
 
 
 @pytest.mark.parametrize("resolution", [32, 64])
-def test_dsprites_window_rendering_equals_full_rendering(resolution):
-    """Only the pixels around each sprite are computed; every pixel outside must be exactly background."""
+def test_dsprites_window_rendering_equals_full_rendering(resolution, monkeypatch):
+    """Only the pixels around each sprite are computed; every pixel outside must be exactly background
+    (the full rendering: a sprite radius so large that the window is the whole image)."""
+    from ldm_dis.data import synthetic_dsprites
+
     ds = build_dataset({"name": "synth-dsprites", "resolution": resolution})
     f = ds.sample_factors(400, np.random.default_rng(5))
     f[:10, 1], f[:10, 3:] = 5, [[0, 0], [31, 31], [0, 31], [31, 0], [0, 16], [16, 0], [31, 16], [16, 31], [15, 15], [31, 31]]
-    np.testing.assert_array_equal(ds.render(f), ds.render(f, window=False))
+    windowed = ds.render(f)
+    monkeypatch.setattr(synthetic_dsprites, "_MAX_RADIUS", 1e6)
+    np.testing.assert_array_equal(windowed, ds.render(f))

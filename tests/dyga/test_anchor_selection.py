@@ -97,3 +97,30 @@ def test_torch_fitter_normalizes_as_the_numpy_one_minmax_included():
             np.testing.assert_allclose(center[u].numpy(), c, rtol=1e-12)
             assert float(scale[u]) == pytest.approx(s, rel=1e-12)
             np.testing.assert_allclose(z[u].numpy(), (features[u] - c) / s, rtol=1e-10)
+
+
+def test_the_three_steps_each_do_their_part(clusters):
+    """initial_mixture, split_gaussians and filter_gaussians, the steps select_anchors runs in order."""
+    from ldm_dis.bottlenecks.dyga.anchor_selection import filter_gaussians, initial_mixture, split_gaussians
+    from ldm_dis.bottlenecks.dyga.hddc import HDDC
+
+    X, labels, _ = clusters(2, 200, dim=8, intrinsic_dim=2, seed=3)
+    center, scale = feature_normalization(X)
+    Z = (X - center) / scale
+    rng = np.random.default_rng(0)
+
+    def hddc(k, max_iter=30, init_resp=None):
+        return HDDC(k, max_iter, random_state=int(rng.integers(2**31)), init_resp=init_resp)
+
+    search, model, resp = initial_mixture(Z, k_init=1, search_samples=150, rng=rng, hddc=hddc)
+    assert search.shape == (150, 8) and resp.shape == (150, 1)  # a subsample, one Gaussian over both clusters
+    model, resp, splits = split_gaussians(search, model, resp, rng, hddc, k_max=4, phi=0.5, psi=0.5,
+                                          random_split_prob=0.0, max_split_rounds=3)
+    assert splits[0] == 1 and splits[-1] == 0 and resp.shape[1] == 2  # split once, into the two clusters
+    # a third Gaussian holding two points: dropped, the two kept ones refitted without those points
+    resp3 = np.column_stack([resp, np.zeros(len(search))])
+    resp3[:2] = [0.0, 0.0, 1.0]
+    model3 = HDDC(3, max_iter=1, init_resp=resp3).fit(search)
+    kept, rows = filter_gaussians(search, model3, model3.predict_proba(search), hddc, min_count=10.0,
+                                  max_iter=30, refit_needed=False)
+    assert kept.n_components_ == 2 and len(rows) >= len(search) - 2

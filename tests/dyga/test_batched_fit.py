@@ -34,9 +34,8 @@ def test_em_matches_hddc_step_for_step_in_float64(clusters):
     references = []
     for g, x in enumerate(data):
         kg = int(active[g].sum())
-        hddc = HDDC(kg, max_iter=6, random_state=g)
-        start = hddc._initial_resp(x)
-        hddc.fit(x, init_resp=start)
+        start = HDDC(kg, random_state=g)._initial_resp(x)
+        hddc = HDDC(kg, max_iter=6, random_state=g, init_resp=start).fit(x)
         references.append(hddc)
         X[g, :len(x)] = torch.tensor(x)
         X[g, len(x):] = 1e3  # padding: must not count

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from ldm_dis.bottlenecks import build_bottleneck
 from ldm_dis.bottlenecks.dyga import DyGABottleneck
-from ldm_dis.config.schema import BottleneckConfig, DyGAConfig
+from ldm_dis.config.schema import BottleneckConfig
 from ldm_dis.errors import UserInputError
 
 N_UNITS, DIM = 3, 8
@@ -27,24 +27,24 @@ def _unit_features(clusters, n_per_cluster=150):
 
 
 def _fitted(clusters, **cfg):
-    bn = DyGABottleneck(DyGAConfig(num_workers=1, **cfg), N_UNITS, DIM)
+    bn = DyGABottleneck(N_UNITS, DIM, num_workers=1, **cfg)
     log = bn.fit(_unit_features(clusters))
     return bn, log
 
 
 def test_identity_before_the_first_fit_and_schedule():
-    bn = DyGABottleneck(DyGAConfig(fit_every_epochs=5), N_UNITS, DIM)
+    bn = DyGABottleneck(N_UNITS, DIM, fit_every_epochs=5)
     x = torch.randn(4, N_UNITS, DIM)
     assert not bn.is_fitted and bn.acts_on == "tokens"
     assert torch.equal(bn(x).value, x)
     # epoch = 0-based index of the epoch that just ended: fits after epochs 5, 10, ... (indices 4, 9)
     assert [e for e in range(12) if bn.should_fit(e)] == [4, 9]
-    assert [e for e in range(3) if DyGABottleneck(DyGAConfig(), 1, 2).should_fit(e)] == [0, 1, 2]
+    assert [e for e in range(3) if DyGABottleneck(1, 2).should_fit(e)] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("fitter", ["torch", "numpy"])
 def test_fit_fills_fixed_shape_buffers_and_logs_k(clusters, fitter):
-    bn = DyGABottleneck(DyGAConfig(num_workers=1, k_max=16, fitter=fitter), N_UNITS, DIM)
+    bn = DyGABottleneck(N_UNITS, DIM, num_workers=1, k_max=16, fitter=fitter)
     shapes = {name: b.shape for name, b in bn.named_buffers()}
     dtypes = {name: b.dtype for name, b in bn.named_buffers()}
     features = _unit_features(clusters)
@@ -73,13 +73,13 @@ def test_state_dict_and_safetensors_round_trip(clusters, tmp_path):
     x = torch.tensor(_unit_features(clusters)[:7], dtype=torch.float32)
     expected = bn(x).value
 
-    fresh = DyGABottleneck(DyGAConfig(num_workers=1), N_UNITS, DIM).eval()
+    fresh = DyGABottleneck(N_UNITS, DIM, num_workers=1).eval()
     fresh.load_state_dict(bn.state_dict(), strict=True)
     assert fresh.is_fitted
     assert torch.equal(fresh(x).value, expected)
 
     save_file(bn.state_dict(), tmp_path / "dyga.safetensors")
-    restored = DyGABottleneck(DyGAConfig(num_workers=1), N_UNITS, DIM).eval()
+    restored = DyGABottleneck(N_UNITS, DIM, num_workers=1).eval()
     restored.load_state_dict(load_file(tmp_path / "dyga.safetensors"), strict=True)
     for name, buf in bn.state_dict().items():
         assert torch.equal(restored.state_dict()[name], buf), name
@@ -94,8 +94,8 @@ def test_save_fit_writes_inspectable_files(clusters, tmp_path):
     k = bn.num_anchors.tolist()
     assert summary["num_anchors"] == k == arrays["num_anchors"].tolist()
     assert [u["K"] for u in summary["units"]] == k
-    assert arrays["means"].shape == (N_UNITS, bn.cfg.k_max, DIM)
-    assert arrays["covariances"].shape == (N_UNITS, bn.cfg.k_max, DIM, DIM)
+    assert arrays["means"].shape == (N_UNITS, bn.k_max, DIM)
+    assert arrays["covariances"].shape == (N_UNITS, bn.k_max, DIM, DIM)
     for i in range(N_UNITS):  # feature units: the same mixture as the buffers describe
         mixture = bn.unit_mixture(i)
         np.testing.assert_allclose(arrays["means"][i, : k[i]], mixture.means_, rtol=1e-5, atol=1e-5)
@@ -111,9 +111,24 @@ def test_anchors_sit_on_the_clusters(clusters, fitter):
         assert np.linalg.norm(centers[:, None] - anchors[None], axis=2).min(1).max() < 1.0
 
 
+def test_fit_rows_draw_the_only_subsample(clusters):
+    """At most max_samples training images per fit, a new draw each epoch; fit itself uses every row."""
+    bn = DyGABottleneck(N_UNITS, DIM, max_samples=100, seed=4)
+    assert bn.fit_rows(100, epoch=0) is None
+    rows = bn.fit_rows(1000, epoch=2)
+    np.testing.assert_array_equal(rows, np.sort(np.random.default_rng(6).choice(1000, 100, replace=False)))
+    assert not np.array_equal(rows, bn.fit_rows(1000, epoch=3))
+    features = _unit_features(clusters)  # 450 rows, more than max_samples
+    capped, _ = _fitted(clusters, max_samples=100, fitter="numpy")
+    uncapped = DyGABottleneck(N_UNITS, DIM, num_workers=1, fitter="numpy")
+    uncapped.fit(features)
+    for key, value in uncapped.state_dict().items():
+        assert torch.equal(value, capped.state_dict()[key]), key
+
+
 def test_fitter_choice_is_checked_at_construction():
     with pytest.raises(UserInputError, match="model.bottleneck.dyga.fitter='jax'"):
-        DyGABottleneck(DyGAConfig(fitter="jax"), N_UNITS, DIM)
+        DyGABottleneck(N_UNITS, DIM, fitter="jax")
 
 
 def test_built_from_the_registry():
@@ -125,8 +140,8 @@ def test_built_from_the_registry():
 @pytest.mark.slow  # the workers' first start imports torch and scikit-learn: ~25 s on 2 shared cores
 def test_worker_processes_give_the_same_anchors(clusters):
     feats = _unit_features(clusters)
-    serial = DyGABottleneck(DyGAConfig(num_workers=1, fitter="numpy"), N_UNITS, DIM)
-    parallel = DyGABottleneck(DyGAConfig(num_workers=2, fitter="numpy"), N_UNITS, DIM)
+    serial = DyGABottleneck(N_UNITS, DIM, num_workers=1, fitter="numpy")
+    parallel = DyGABottleneck(N_UNITS, DIM, num_workers=2, fitter="numpy")
     serial.fit(feats)
     parallel.fit(feats)
     for name, buf in serial.state_dict().items():
@@ -140,7 +155,7 @@ def test_relu_tokens_with_exact_zeros_fit_and_align(clusters):
     features[:, 2] = 0.0  # a dead unit: every token is 0
     features[: len(features) * 3 // 4, 1] = 0.0  # most tokens of unit 1 are 0
     assert (features[:, 0] == 0).any()
-    bn = DyGABottleneck(DyGAConfig(num_workers=1, k_init=3, k_max=6, em_iters=20), N_UNITS, DIM)
+    bn = DyGABottleneck(N_UNITS, DIM, num_workers=1, k_init=3, k_max=6, em_iters=20)
     bn.fit(features)
     assert bn.num_anchors[2] == 1 and torch.isfinite(bn.means).all() and torch.isfinite(bn.variances).all()
     x = torch.tensor(features[::7][:64], requires_grad=True)
@@ -166,4 +181,4 @@ def test_released_alignment_fits_on_min_max_normalized_features(clusters):
     for training in (True, False):  # the released code aligns the same way in training and evaluation
         torch.testing.assert_close(bn.train(training)(x).value, expect)
     with pytest.raises(ValueError, match="alignment='gumbel'"):
-        DyGABottleneck(DyGAConfig(alignment="gumbel"), N_UNITS, DIM)
+        DyGABottleneck(N_UNITS, DIM, alignment="gumbel")

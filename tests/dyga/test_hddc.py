@@ -1,5 +1,6 @@
 """HDDC as an estimator: its density is the structured Gaussian, its dimensions come from the scree
-test, and it models low-dimensional clusters better than a diagonal mixture."""
+test, it models low-dimensional clusters better than a diagonal mixture, and it follows scikit-learn's
+estimator conventions (validated parameters, NotFittedError, learned attributes ending in `_`)."""
 
 import numpy as np
 import pytest
@@ -71,7 +72,62 @@ def test_affine_equivariance_and_seeded_reproducibility(clusters):
 def test_continues_from_given_responsibilities(clusters):
     X, labels, _ = clusters(3, 200, seed=5)
     resp = np.eye(3)[labels]
-    model = HDDC(max_iter=1).fit(X, init_resp=resp)  # one M-step on the true labels
+    model = HDDC(3, max_iter=1, init_resp=resp).fit(X)  # one M-step on the true labels
     assert model.n_components_ == 3
     for k in range(3):
         np.testing.assert_allclose(model.means_[k], X[labels == k].mean(0))
+    with pytest.raises(ValueError, match=r"init_resp has shape \(600, 3\).*\(600, 4\) was expected"):
+        HDDC(4, init_resp=resp).fit(X)
+
+
+def test_passes_scikit_learns_estimator_checks():
+    """check_estimator's 41 checks: get/set_params and clone, input validation (1-D, NaN, sparse, complex,
+    n_features_in_), NotFittedError, fit idempotence, pickling, ..."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(HDDC(n_components=2, max_iter=10, random_state=0), on_fail=None)
+    failed = {r["check_name"]: str(r["exception"])[:200] for r in results if r["status"] == "failed"}
+    assert len(results) > 30 and failed == {}
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "score", "weighted_log_prob"])
+def test_not_fitted_error_before_fit(method):
+    from sklearn.exceptions import NotFittedError
+
+    model = HDDC(2)
+    with pytest.raises(NotFittedError, match="HDDC instance is not fitted yet"):
+        getattr(model, method)(np.zeros((4, 3)))
+    for attribute in ("n_components_", "covariances_"):
+        with pytest.raises(NotFittedError):
+            getattr(model, attribute)
+    with pytest.raises(NotFittedError):
+        model.transformed(2.0, np.zeros(3))
+
+
+@pytest.mark.parametrize("param, value", [
+    ("n_components", 0), ("n_components", 2.5), ("max_iter", 0), ("tol", -1e-3), ("dim_threshold", 1.5),
+    ("reg_covar", -1.0), ("random_state", "seven"), ("init_resp", "labels"),
+])
+def test_parameters_are_validated_by_fit_naming_the_parameter(param, value):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(InvalidParameterError, match=f"The '{param}' parameter of HDDC must be"):
+        HDDC(**{"n_components": 2, param: value}).fit(X)
+
+
+def test_initial_values_are_parameters_and_learned_state_ends_in_underscore(clusters):
+    X, labels, _ = clusters(3, 100, seed=6)
+    resp = np.eye(3)[labels]
+    model = HDDC(3, max_iter=2, init_resp=resp)
+    assert model.get_params()["init_resp"] is resp  # the start of EM is set like every hyperparameter
+    before = set(vars(model))
+    model.fit(X)
+    learned = set(vars(model)) - before
+    assert learned and all(name.endswith("_") for name in learned), sorted(learned)
+    assert {"means_", "weights_", "reg_floor_", "n_features_in_", "n_iter_"} <= learned
+    assert model.n_iter_ == 2

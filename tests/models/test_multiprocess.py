@@ -170,7 +170,7 @@ def test_dyga_anchors_fitted_once_on_gathered_features_and_broadcast(tmp_path):
     np.testing.assert_array_equal(features, b["features"].numpy())
     np.testing.assert_allclose(features, expect, rtol=1e-5, atol=1e-6)
     # identical anchors everywhere, equal to a one-process fit on the same features
-    one = DyGABottleneck(cfg.model.bottleneck.dyga, 3, 8)
+    one = DyGABottleneck.from_config(cfg.model.bottleneck.dyga, 3, 8)
     one.fit(features)
     assert int(a["anchors"]["num_fits"]) == 1
     for key, value in one.state_dict().items():

@@ -123,11 +123,14 @@ class FittedAnchors(Bottleneck):
         self.register_buffer("num_anchors", torch.zeros(n, dtype=torch.long))
         self.fitted_with, self.saved_to = None, None
 
-    def forward(self, x):
+    def forward(self, x, step=0):
         return BottleneckOutput(x + 0.1 * (self.anchors - x))
 
     def should_fit(self, epoch):
         return epoch % 1 == 0
+
+    def fit_rows(self, num_rows, epoch):
+        return getattr(self, "rows", None)
 
     def fit(self, features):
         self.fitted_with = features
@@ -156,12 +159,26 @@ def test_epoch_end_fits_the_bottleneck_on_pre_bottleneck_tokens(first_stage_file
     assert out == {"dyga/k_unit0": 2.0, "dyga/k_unit1": 2.0, "dyga/k_unit2": 2.0}
 
 
+def test_the_bottleneck_chooses_the_images_its_fit_sees_once(first_stage_file, dataset, tmp_path):
+    """The rows of fit_rows are the only subsample: collected in that order, fitted as they are."""
+    path, _, _ = first_stage_file
+    cfg = tiny_cfg(tmp_path)
+    task = LDMTask(cfg, dataset, first_stage_path=path)
+    task.model.bottleneck = FittedAnchors(3, 8)
+    task.bottleneck.rows = np.array([1, 4, 6])
+    task.on_epoch_end(0, Trainer(cfg, task, dataset, Accelerator(cpu=True)))
+    task.feature_extractor.eval()
+    with torch.no_grad():
+        expect = task.feature_extractor(torch.stack([dataset[i][0] for i in (1, 4, 6)]))
+    np.testing.assert_allclose(task.bottleneck.fitted_with, expect.numpy(), rtol=1e-4, atol=1e-5)
+
+
 class RecordingAnchors(FittedAnchors):
     """FittedAnchors that also keep what they were last applied to."""
 
-    def forward(self, x):
+    def forward(self, x, step=0):
         self.applied_to = x.detach().clone()
-        return super().forward(x)
+        return super().forward(x, step)
 
 
 @pytest.mark.parametrize("ema_extractor", [False, True])

@@ -142,5 +142,9 @@ def test_perceptual_absent_is_a_log_note_and_a_file_loads(tmp_path, caplog):
         assert (net(x, y) != 0).all() and net(x, y).shape == (2,)
     bad = {k: v for k, v in ref.state_dict().items() if not k.startswith("lin4")}
     torch.save(bad, tmp_path / "bad.pth")
-    with pytest.raises(UserInputError, match="lin4.model.1.weight"):
+    with pytest.raises(UserInputError, match=r"bad\.pth.*missing keys \['lin4.model.1.weight'\]"):
         PerceptualLoss.from_file(tmp_path / "bad.pth")
+    wrong = {**ref.state_dict(), "lin0.model.1.weight": torch.zeros(1, 3, 1, 1)}
+    torch.save(wrong, tmp_path / "wrong.pth")  # every key present, one of the wrong shape: named too
+    with pytest.raises(UserInputError, match=r"lin0\.model\.1\.weight: file \(1, 3, 1, 1\) vs model \(1, 64, 1, 1\)"):
+        PerceptualLoss.from_file(tmp_path / "wrong.pth")

@@ -80,3 +80,25 @@ def test_the_model_object_from_a_moved_run_and_its_saved_folder(moved_run, tmp_p
     with pytest.raises(Exception, match="holds the ema U-Net only"):
         LatentDiffusion.from_pretrained(saved, ema=False)
     assert isinstance(load_pretrained(run, device="cpu"), LatentDiffusion)
+
+
+def test_the_readme_python_snippet_runs_on_a_trained_run(moved_run, tmp_path, monkeypatch):
+    """The README's "From Python" block, executed as written, with runs/quickstart a (moved) trained run."""
+    import re
+    from pathlib import Path
+
+    from ldm_dis.runs import load_run_config
+    from ldm_dis.sampling.components import dataset_images, run_dataset
+
+    run, _ = moved_run
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"## From Python\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    assert 'load_pretrained("runs/quickstart")' in block and "save_interchange_grid(" in block
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "quickstart").symlink_to(run, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    images, _ = dataset_images(run_dataset(load_run_config(run)), 6, seed=0)
+    namespace = {"images": images}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["panels"].shape == (3, 1 + 3, 3, 16, 16)  # 3 pairs, the source panel and one per unit
+    assert (tmp_path / "grid.png").stat().st_size > 1000

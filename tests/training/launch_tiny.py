@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from tiny_training_task import TinyDataset, register, weights_digest  # noqa: E402
+from tiny_training_task import register, weights_digest  # noqa: E402
 
 from ldm_dis.commands import train  # noqa: E402
 from ldm_dis.training.trainer import Trainer  # noqa: E402
@@ -54,7 +54,7 @@ if "TINY_THREADS" in os.environ:  # float results depend on the thread count; ma
 
     torch.set_num_threads(int(os.environ["TINY_THREADS"]))
 register()
-code = train.main(sys.argv[1:], dataset=TinyDataset())
+code = train.main(sys.argv[1:])  # data.name=tiny
 if watched and rank != 0:
     print(f"WRITES rank={rank} {writes}", flush=True)
 sys.exit(code)

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from ldm_dis.training.checkpoint import (
-    CheckpointError, checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint, load_module_state,
+    CheckpointError, checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
     prune_checkpoints, resolve_checkpoint, save_checkpoint,
 )
+from ldm_dis.models.weights import read_tensors
 from ldm_dis.training.rng import capture_rng, restore_rng
 
 
@@ -39,9 +40,7 @@ def test_round_trip_keeps_tensors_int_keys_and_tuples(tmp_path):
     assert torch.equal(back["state"][0]["exp_avg"], saved["state"][0]["exp_avg"])
     fresh = torch.optim.Adam(torch.nn.Linear(3, 2).parameters())
     fresh.load_state_dict(back)  # what torch itself accepts
-    assert torch.equal(load_module_state(folder / "model.safetensors", "net")["bias"], net.bias)
-    with pytest.raises(CheckpointError, match="holds no module 'ema'; it holds \\['net'\\]"):
-        load_module_state(folder / "model.safetensors", "ema")
+    assert torch.equal(read_tensors(folder / "model.safetensors")["net.bias"], net.bias)
 
 
 def test_saving_again_replaces_atomically_and_pruning_keeps_the_newest(tmp_path):
@@ -74,3 +73,22 @@ def test_rng_streams_continue_after_restore():
     random.seed(99), np.random.seed(99), torch.manual_seed(99)
     restore_rng(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item(), np.random.randn(), random.gauss(0, 1)) == expected
+
+
+def test_the_run_folder_of_a_checkpoint_is_computed_in_one_place(tmp_path):
+    """run_dir_of (verified) and checkpoint_run_dir (layout only) give the run folder of a run folder, a
+    checkpoint folder or a file in one; no other module works it out from the path."""
+    from pathlib import Path
+
+    import ldm_dis
+    from ldm_dis.runs import checkpoint_run_dir, run_dir_of
+
+    net, opt = adam_state()
+    folder = save_checkpoint(checkpoint_path(tmp_path / "run", 2), {"modules": {"net": net.state_dict()}, "step": 2}, "a: 1\n")
+    for given in (tmp_path / "run", folder, folder / "model.safetensors"):
+        assert run_dir_of(given) == tmp_path / "run"
+    assert checkpoint_run_dir(folder / "model.safetensors") == checkpoint_run_dir(folder) == tmp_path / "run"
+    assert checkpoint_run_dir(tmp_path / "other") == tmp_path / "other"  # a folder outside the layout: itself
+    package = Path(ldm_dis.__file__).parent
+    others = [p for p in package.rglob("*.py") if p.name != "runs.py" and ".parent.parent" in p.read_text()]
+    assert others == []

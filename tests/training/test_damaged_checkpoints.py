@@ -9,9 +9,10 @@ from safetensors.torch import load_file
 
 from ldm_dis.cli import main as cli
 from ldm_dis.commands.train import main as train
+from ldm_dis.models.weights import read_tensors
 from ldm_dis.training.checkpoint import (
     CheckpointError, checkpoint_path, checkpoint_problem, find_checkpoints, list_checkpoints, load_checkpoint,
-    load_module_state, remove_leftovers, resolve_checkpoint, save_checkpoint,
+    remove_leftovers, resolve_checkpoint, save_checkpoint,
 )
 from ldm_dis.training.pipeline import run_training
 from ldm_dis.training.run_log import read_log
@@ -58,7 +59,7 @@ def test_a_truncated_weights_file_is_a_checkpoint_error_not_a_safetensor_error(t
     folder = small_checkpoint(tmp_path)
     truncate(folder / "model.safetensors")
     with pytest.raises(CheckpointError, match="model.safetensors is truncated"):
-        load_module_state(folder / "model.safetensors", "net")
+        read_tensors(folder / "model.safetensors")
 
 
 def test_resume_skips_a_damaged_newest_checkpoint_and_says_why(tiny, capsys):
@@ -68,7 +69,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_says_why(tiny, capsys):
     newest = first.run_dir / "checkpoints" / "step_0000008"
     truncate(newest / "model.safetensors")
     capsys.readouterr()
-    assert train(["--resume", f"run.dir={first.run_dir}"], dataset=data) == 0
+    assert train(["--resume", f"run.dir={first.run_dir}"]) == 0
     err = capsys.readouterr().err
     assert f"skipping damaged checkpoint {newest} (model.safetensors is truncated" in err and "using step_0000006" in err
     a = load_file(str(straight.run_dir / "checkpoints" / "step_0000008" / "model.safetensors"))

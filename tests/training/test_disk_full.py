@@ -28,7 +28,7 @@ def test_disk_full_while_saving(tiny, tmp_path, monkeypatch, capsys):
         write(path, tensors)
 
     monkeypatch.setattr(checkpoint, "_write_tensors", full_disk)
-    code = main(args(tmp_path, "run"), dataset=data)
+    code = main(args(tmp_path, "run"))
     err = capsys.readouterr().err
     run = tmp_path / "run"
     assert code == 2, err
@@ -40,7 +40,7 @@ def test_disk_full_while_saving(tiny, tmp_path, monkeypatch, capsys):
 
     # space again: the run resumes from that checkpoint
     monkeypatch.setattr(checkpoint, "_write_tensors", write)
-    assert main(args(tmp_path, "run", "--resume"), dataset=data) == 0
+    assert main(args(tmp_path, "run", "--resume")) == 0
     assert [s for s, _ in list_checkpoints(run)] == [6, 8]
 
 
@@ -56,7 +56,7 @@ def test_disk_full_elsewhere_in_the_run_is_a_clear_message(tiny, tmp_path, monke
         return real_open(path, mode, *a, **k)
 
     monkeypatch.setattr(run_log, "open", full, raising=False)
-    code = main(args(tmp_path, "run"), dataset=data)
+    code = main(args(tmp_path, "run"))
     err = capsys.readouterr().err
     assert code == 2 and "cannot write" in err and "log.jsonl" in err and "No space left on device" in err
 

@@ -49,7 +49,7 @@ def test_non_finite_weights_write_no_checkpoint_and_exit_non_zero(tiny, tmp_path
         return out
 
     monkeypatch.setattr(tiny_training_task.TinyTask, "training_step", poisoning_step)
-    code = main(args(tmp_path, "nan", "train.ckpt_every=3"), dataset=data)
+    code = main(args(tmp_path, "nan", "train.ckpt_every=3"))
     err = capsys.readouterr().err
     assert code == 3, err
     assert "step 3:" in err and "net.decoder.weight" in err and "no checkpoint is written" in err
@@ -61,7 +61,7 @@ def test_the_last_good_checkpoint_named_on_divergence_is_finite(tiny, tmp_path, 
     run = run_training(make("train.max_steps=4"), dataset=data).run_dir
     poison(run / "checkpoints" / "step_0000004")
     assert last_good_checkpoint(run).name == "step_0000002"
-    code = main(args(tmp_path, "run", "train.max_steps=6", "--resume"), dataset=data)
+    code = main(args(tmp_path, "run", "train.max_steps=6", "--resume"))
     err = capsys.readouterr().err
     assert code == 2 and "step_0000004: 1 weight tensors are NaN" in err and "Last good checkpoint: " in err
     assert err.rstrip().endswith("to resume from it)") and str(run / "checkpoints" / "step_0000002") in err

@@ -25,7 +25,7 @@ def test_a_new_learning_rate_reaches_the_restored_optimizer(tiny, capsys):
     first = run_training(make("train.max_steps=4"), dataset=data)
     assert math.isclose(lr_at(first.run_dir, 4), 0.01 * 0.9**2)  # StepLR: x0.9 every 2 steps
     capsys.readouterr()
-    assert main(["--resume", f"run.dir={first.run_dir}", "train.lr=0.02", "train.max_steps=8"], dataset=data) == 0
+    assert main(["--resume", f"run.dir={first.run_dir}", "train.lr=0.02", "train.max_steps=8"]) == 0
     out = capsys.readouterr().out
     assert "resume: train.lr 0.01 -> 0.02" in out and "resume: learning rates now" in out
     assert math.isclose(lr_at(first.run_dir, 6), 0.02 * 0.9**3)  # the schedule goes on from its step, at the new base
@@ -38,8 +38,7 @@ def test_other_changes_are_refused_listing_every_key_and_nothing_runs(tiny, caps
     first = run_training(make("train.max_steps=4"), dataset=data)
     log_before = (first.run_dir / "log.jsonl").read_text()
     capsys.readouterr()
-    code = main(["--resume", f"run.dir={first.run_dir}", "train.batch_size=6", "train.seed=3", "train.max_steps=6"],
-                dataset=data)
+    code = main(["--resume", f"run.dir={first.run_dir}", "train.batch_size=6", "train.seed=3", "train.max_steps=6"])
     err = capsys.readouterr().err
     assert code == 2
     assert "2 setting(s) differ" in err and "train.batch_size: 4 -> 6" in err and "train.seed: 0 -> 3" in err

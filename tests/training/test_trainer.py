@@ -64,7 +64,7 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_last_checkpoint(tiny, mon
     (tmp_path / "tiny.yaml").write_text("model:\n  kind: tiny\n")
     from tiny_training_task import TINY_OVERRIDES
 
-    code = main(["--config", str(tmp_path / "tiny.yaml"), *TINY_OVERRIDES, f"run.dir={tmp_path / 'bad'}"], dataset=data)
+    code = main(["--config", str(tmp_path / "tiny.yaml"), *TINY_OVERRIDES, f"run.dir={tmp_path / 'bad'}"])
     err = capsys.readouterr().err
     assert code == 3
     assert "step 6: loss term 'rec' is nan" in err and "step_0000004" in err
@@ -159,12 +159,12 @@ def test_resume_without_config_uses_the_runs_own_config(tiny):
 
     make, data = tiny
     first = run_training(make("train.lr=0.02"), dataset=data)
-    assert main(["--resume", f"run.dir={first.run_dir}", "train.max_steps=10"], dataset=data) == 0
+    assert main(["--resume", f"run.dir={first.run_dir}", "train.max_steps=10"]) == 0
     state = load_checkpoint(first.run_dir)
     assert state["step"] == 10
     saved = load_config(first.run_dir / "config.yaml")  # rewritten with the override, the rest kept
     assert (saved.train.max_steps, saved.train.lr, saved.model.kind) == (10, 0.02, "tiny")
-    assert main(["train.max_steps=10"], dataset=data) == 2  # no config, no --resume: a clear error
+    assert main(["train.max_steps=10"]) == 2  # no config, no --resume: a clear error
 
 
 class _Clock:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ldm_dis.training.checkpoint import load_module_state
+from ldm_dis.models.weights import read_tensors, with_prefix
 
 
 class TinyDataset(torch.utils.data.Dataset):
@@ -22,6 +22,10 @@ class TinyDataset(torch.utils.data.Dataset):
     factor_sizes = [4, 3]
     num_channels = 1
     resolution = 8
+
+    @classmethod
+    def from_config(cls, data_cfg) -> "TinyDataset":
+        return cls()
 
     def __len__(self) -> int:
         return 12
@@ -151,7 +155,7 @@ class TinyLDMTask(TinyTask):
         assert first_stage_path is not None and os.path.isfile(first_stage_path), first_stage_path
         super().__init__(cfg, dataset, **kwargs)
         self.first_stage_path = first_stage_path
-        self.net.load_state_dict(load_module_state(first_stage_path, "ema"))
+        self.net.load_state_dict(with_prefix(read_tensors(first_stage_path), "ema."))
 
 
 def weights_digest(trainer) -> str:
@@ -175,21 +179,24 @@ def make_task(cfg, dataset, **kwargs):
 
 
 def register(monkeypatch=None):
-    """Make model.kind=tiny (and tiny stand-ins for vqgan/ldm) buildable through build_task."""
+    """Make model.kind=tiny (and tiny stand-ins for vqgan/ldm) buildable through build_task, and
+    data.name=tiny through build_dataset."""
+    from ldm_dis import data
     from ldm_dis.training import tasks
 
-    entries = {"tiny": (__name__, "make_task"), "vqgan": (__name__, "make_task"), "ldm": (__name__, "TinyLDMTask")}
-    for kind, value in entries.items():
+    entries = [(tasks.TASKS, "tiny", make_task), (tasks.TASKS, "vqgan", make_task), (tasks.TASKS, "ldm", TinyLDMTask),
+               (data.DATASETS, "tiny", TinyDataset)]
+    for registry, name, value in entries:
         if monkeypatch is not None:
-            monkeypatch.setitem(tasks.TASKS, kind, value)
+            monkeypatch.setitem(registry, name, value)
         else:
-            tasks.TASKS[kind] = value
+            registry[name] = value
 
 
 TINY_OVERRIDES = [
     "model.kind=tiny", "train.batch_size=4", "train.max_steps=8", "train.lr=0.01", "train.log_every=2",
     "train.ckpt_every=2", "train.keep_last=2", "train.sample_every=4", "train.num_sample_images=4",
-    "data.num_workers=0", "data.resolution=8",
+    "data.name=tiny", "data.num_workers=0", "data.resolution=8",
     # with model.kind=ldm the tiny task stands in for the LDM: settings its real networks could have at 8x8
     "model.encoder.channels=[8]", "model.first_stage.channel_mult=[1]", "model.unet.channel_mult=[1]",
     "model.unet.attention_downsample=[1]",

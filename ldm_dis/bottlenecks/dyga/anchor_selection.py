@@ -1,24 +1,25 @@
-"""Anchor selection for one latent unit (paper Sec. 3.2.1, Algorithm 2).
+"""Anchor selection for one latent unit (paper Sec. 3.2.1, Algorithm 2), in three steps.
 
-1. k-means++ seeds K0 Gaussians; HDDC fits them with EM (on a subsample of at most
-   ``search_samples`` points; steps 1-2 search, EM on every point then refits what they found).
-2. Split: a Gaussian's *cluster* is the points whose responsibility exceeds ``phi``; its *density* is
-   the mean L2 distance of the members to their centroid, in normalized feature units. A Gaussian
-   whose density exceeds ``psi`` is split, and any Gaussian is split with probability
+1. :func:`initial_mixture`: k-means++ seeds K0 Gaussians; HDDC fits them with EM (on a subsample of
+   at most ``search_samples`` points; steps 1-2 search, EM on every point then refits what they found).
+2. :func:`split_gaussians`: a Gaussian's *cluster* is the points whose responsibility exceeds ``phi``;
+   its *density* is the mean L2 distance of the members to their centroid, in normalized feature
+   units. A Gaussian whose density exceeds ``psi`` is split, and any Gaussian is split with probability
    ``random_split_prob`` (the paper's "arbitrary" split, to leave poor stationary points). A split fits
    a 2-component HDDC on the cluster's members; the children inherit the parent's responsibilities,
    shared by the child posterior, and one EM update refreshes the mixture. Rounds repeat until no
    Gaussian qualifies, K reaches ``k_max`` or ``max_split_rounds`` rounds have run.
-3. Filter: Gaussians whose soft count is below ``min_count`` are dropped; EM refits the rest (again
-   if the refit leaves a Gaussian below the minimum) on the points they explain, so that the few
-   members of a dropped Gaussian do not drag a kept one toward them.
+3. :func:`filter_gaussians`: Gaussians whose soft count is below ``min_count`` are dropped; EM refits
+   the rest (again if the refit leaves a Gaussian below the minimum) on the points they explain, so
+   that the few members of a dropped Gaussian do not drag a kept one toward them.
 
-The anchors are the means of the final mixture. All random choices come from ``seed``.
+The anchors are the means of the final mixture. :func:`select_anchors` runs the three steps in order;
+all random choices come from its ``seed``.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -70,6 +71,9 @@ def _softmax_rows(log_p: np.ndarray) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
+HDDCFactory = Callable[..., HDDC]  # hddc(k, max_iter=em_iters, init_resp=None) -> an unfitted HDDC seeded by the rng
+
+
 def select_anchors(
     features: np.ndarray,
     *,
@@ -107,28 +111,62 @@ def select_anchors(
     features = np.asarray(features, dtype=np.float64)
     center, scale = feature_normalization(features, normalization)
     Z = (features - center) / scale
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # every random choice below, in a fixed order
 
-    def hddc(k: int, max_iter: int = em_iters) -> HDDC:
-        return HDDC(k, max_iter, tol, dim_threshold, reg_covar, random_state=int(rng.integers(2**31)))
+    def hddc(k: int, max_iter: int = em_iters, init_resp: Optional[np.ndarray] = None) -> HDDC:
+        return HDDC(k, max_iter, tol, dim_threshold, reg_covar, random_state=int(rng.integers(2**31)),
+                    init_resp=init_resp)
 
-    search = Z
     subsampled = len(Z) > search_samples
     full_iters = em_iters if (refit_iters is None or not subsampled) else refit_iters
-    if subsampled:
+    search, model, resp = initial_mixture(Z, k_init, search_samples, rng, hddc)
+    model, resp, splits_per_round = split_gaussians(search, model, resp, rng, hddc, k_max=k_max, phi=phi, psi=psi,
+                                                    random_split_prob=random_split_prob,
+                                                    max_split_rounds=max_split_rounds)
+    refit_needed = any(splits_per_round)  # the split rounds ran single EM updates only
+    if subsampled:  # the mixture found on the subsample, refitted on every point
+        start = model.predict_proba(Z)
+        model = hddc(start.shape[1], max_iter=full_iters, init_resp=start)
+        resp = model.fit_predict_proba(Z)
+        refit_needed = False
+    k_before_filter = resp.shape[1]
+    model, rows = filter_gaussians(Z, model, resp, hddc, min_count=min_count, max_iter=full_iters,
+                                   refit_needed=refit_needed)
+
+    result = model.transformed(scale, center)
+    result.split_log_ = {
+        "splits_per_round": splits_per_round,
+        "k_before_filter": k_before_filter,
+        "filtered": k_before_filter - result.n_components_,
+        "points_left_out": len(Z) - len(rows),
+    }
+    return result
+
+
+def initial_mixture(Z: np.ndarray, k_init: int, search_samples: int, rng: np.random.Generator,
+                    hddc: HDDCFactory) -> Tuple[np.ndarray, HDDC, np.ndarray]:
+    """Step 1: K0 k-means++ seeds and EM on at most ``search_samples`` points of Z (n, D) (fewer seeds
+    than K0 when there are fewer points). Returns (the search points (m, D), the mixture, its
+    responsibilities (m, K0))."""
+    search = Z
+    if len(Z) > search_samples:
         search = Z[np.sort(rng.choice(len(Z), search_samples, replace=False))]
-
-    # 1. initial mixture (fewer seeds than K0 when there are fewer points than K0)
     model = hddc(min(k_init, len(search)))
-    resp = model.fit_predict_proba(search)
+    return search, model, model.fit_predict_proba(search)
 
-    # 2. split rounds
+
+def split_gaussians(X: np.ndarray, model: HDDC, resp: np.ndarray, rng: np.random.Generator, hddc: HDDCFactory, *,
+                    k_max: int, phi: float, psi: float, random_split_prob: float,
+                    max_split_rounds: int) -> Tuple[HDDC, np.ndarray, List[int]]:
+    """Step 2: rounds that split every Gaussian whose cluster density exceeds ``psi`` (and any with
+    probability ``random_split_prob``), densest first, until none qualifies, K reaches ``k_max`` or
+    ``max_split_rounds`` have run. X (n, D), resp (n, K). Returns (mixture, resp (n, K'), splits per round)."""
     splits_per_round = []
     for _ in range(max_split_rounds):
         k_now = resp.shape[1]
         if k_now >= k_max:
             break
-        density = cluster_densities(search, resp, phi)
+        density = cluster_densities(X, resp, phi)
         chosen = (density > psi) | (rng.random(k_now) < random_split_prob)
         # densest first, so the cap k_max spends its room on the clusters that need it most
         candidates = [k for k in np.argsort(-density) if chosen[k]]
@@ -139,7 +177,7 @@ def select_anchors(
             members = resp[:, k] > phi
             if members.sum() < 4:  # too few points to fit two Gaussians
                 continue
-            child = hddc(2).fit(search[members]).predict_proba(search)  # (n, 2) posterior of the children
+            child = hddc(2).fit(X[members]).predict_proba(X)  # (n, 2) posterior of the children
             parent = resp[:, k].copy()
             resp[:, k] = parent * child[:, 0]
             new_cols.append(parent * child[:, 1])
@@ -150,18 +188,16 @@ def select_anchors(
         resp = np.column_stack([resp] + new_cols)
         # one EM update of the whole mixture: parameters from the inherited responsibilities, then
         # fresh responsibilities for the next round's densities
-        model = hddc(resp.shape[1], max_iter=1)
-        resp = model.fit_predict_proba(search, init_resp=resp)
+        model = hddc(resp.shape[1], max_iter=1, init_resp=resp)
+        resp = model.fit_predict_proba(X)
+    return model, resp, splits_per_round
 
-    refit_needed = any(splits_per_round)  # the split rounds ran single EM updates only
-    if subsampled:  # the mixture found on the subsample, refitted on every point
-        start = model.predict_proba(Z)
-        model = hddc(start.shape[1], max_iter=full_iters)
-        resp = model.fit_predict_proba(Z, init_resp=start)
-        refit_needed = False
 
-    # 3. filter small Gaussians, refit; repeat while the refit leaves one below the minimum
-    k_before_filter = resp.shape[1]
+def filter_gaussians(Z: np.ndarray, model: HDDC, resp: np.ndarray, hddc: HDDCFactory, *, min_count: float,
+                     max_iter: int, refit_needed: bool) -> Tuple[HDDC, np.ndarray]:
+    """Step 3: drop Gaussians whose soft count is below ``min_count`` and refit the rest with EM (at most
+    ``max_iter`` iterations), again while a refit leaves one below the minimum; ``refit_needed`` refits
+    once even when none is dropped. Z (n, D), resp (n, K). Returns (mixture, the rows of Z it was fitted on)."""
     rows = np.arange(len(Z))  # the points the mixture is fitted on
     while True:
         counts = resp.sum(0)
@@ -169,24 +205,15 @@ def select_anchors(
         if not keep.any():
             keep = counts == counts.max()  # never drop everything: keep the largest
         if keep.all() and not refit_needed:
-            break
+            return model, rows
         # Points mostly explained by dropped Gaussians leave the refit: EM would hand them to a kept
         # Gaussian and drag its mean and covariance toward a few outliers.
         explained = resp[:, keep].sum(1) >= 0.5
         rows = rows[explained]
         resp = _softmax_rows(model.weighted_log_prob(Z[rows])[:, keep])
-        model = hddc(int(keep.sum()), max_iter=full_iters)
-        resp = model.fit_predict_proba(Z[rows], init_resp=resp)
+        model = hddc(int(keep.sum()), max_iter=max_iter, init_resp=resp)
+        resp = model.fit_predict_proba(Z[rows])
         refit_needed = False  # K strictly decreases on every further pass, so this loop ends
-
-    result = model.transformed(scale, center)
-    result.split_log_ = {
-        "splits_per_round": splits_per_round,
-        "k_before_filter": k_before_filter,
-        "filtered": k_before_filter - result.n_components_,
-        "points_left_out": len(Z) - len(rows),
-    }
-    return result
 
 
 def fit_unit(features: np.ndarray, options: dict, seed: int):

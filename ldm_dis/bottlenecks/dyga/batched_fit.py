@@ -1,6 +1,7 @@
 """Anchor selection for all latent units at once, in torch, on the training device.
 
-The algorithm of :func:`ldm_dis.bottlenecks.dyga.anchor_selection.select_anchors` (k-means++ seeds,
+The algorithm of :func:`ldm_dis.bottlenecks.dyga.anchor_selection.select_anchors` in the same three steps
+(:func:`initial_mixtures`, :func:`split_gaussians`, :func:`filter_gaussians`; k-means++ seeds,
 HDDC EM, density and random splits, filter, refit), run for every unit in lockstep with the EM of
 :mod:`ldm_dis.bottlenecks.dyga.batched_hddc`: units are groups of one batched computation, the
 clusters split in a round are groups of another. Each unit still makes its own choices (its densities,
@@ -56,6 +57,7 @@ class UnitFit:
         z.eigenvalues_, z.variances_ = m.eigenvalues[unit, :k].cpu().numpy(), m.variances[unit, :k].cpu().numpy()
         z.intrinsic_dims_, z.weights_ = m.dims[unit, :k].cpu().numpy(), m.weights[unit, :k].cpu().numpy()
         z.noise_variances_ = z.variances_[:, -1].copy()
+        z.n_features_in_ = z.means_.shape[1]
         z.split_log_ = self.logs[unit]
         return z.transformed(float(self.scale[unit]), self.center[unit].cpu().numpy())
 
@@ -216,27 +218,59 @@ def fit_units(
 def _fit_batch(features, generator, dtype, *, k_init, k_max, phi, psi, random_split_prob, max_split_rounds,
                min_count, em_iters, tol, dim_threshold, reg_covar, search_samples, refit_iters,
                normalization="median") -> UnitFit:
-    """``fit_units`` for the units of ``features`` (n, N', D) in lockstep."""
+    """``fit_units`` for the units of ``features`` (n, N', D) in lockstep: the three steps of
+    ``select_anchors``, with the same refit on every point between the split rounds and the filter."""
     device = features.device
     em = dict(tol=tol, dim_threshold=dim_threshold, reg_covar=reg_covar)
     Z, center, scale = normalize(features.transpose(0, 1), dtype, normalization)  # (N', n, D)
     n_units, n, dim = Z.shape
-
-    S = Z
     subsampled = n > search_samples
     # the refits on all points polish a mixture found on the subsample: a few iterations do
     full_iters = em_iters if (refit_iters is None or not subsampled) else refit_iters
-    if subsampled:  # one seeded subsample of rows for every unit
-        rows = torch.randperm(n, generator=generator, device=device)[:search_samples].sort().values
+
+    S, mix, resp = initial_mixtures(Z, k_init, search_samples, generator, em, em_iters)
+    mix, resp, splits = split_gaussians(S, mix, resp, generator, em, k_max=k_max, phi=phi, psi=psi,
+                                        random_split_prob=random_split_prob, max_split_rounds=max_split_rounds,
+                                        em_iters=em_iters)
+    refit_needed = torch.tensor([any(s) for s in splits], device=device)  # split rounds ran single updates
+    if subsampled:  # the mixtures found on the subsample, refitted on every point
+        _, start = e_step(Z, mix)
+        fit = fit_em(Z, start, mix.active, max_iter=full_iters, **em)
+        mix, resp = fit.mixtures, fit.resp
+        refit_needed[:] = False
+    k_before = mix.active.sum(1)
+    mix, weight = filter_gaussians(Z, mix, resp, refit_needed, em, min_count=min_count, max_iter=full_iters)
+
+    final = _cleared(mix).widened(k_max)
+    k = mix.active.sum(1).tolist()
+    left_out = (n - weight.sum(1)).round().long().tolist()
+    logs = [{"splits_per_round": splits[u], "k_before_filter": int(k_before[u]), "filtered": int(k_before[u]) - k[u],
+             "points_left_out": left_out[u]} for u in range(n_units)]
+    return UnitFit(center, scale, final, logs)
+
+
+def initial_mixtures(Z: torch.Tensor, k_init: int, search_samples: int, generator: torch.Generator, em: dict,
+                     em_iters: int):
+    """Step 1 for every unit: K0 k-means++ seeds and EM on one seeded subsample of at most
+    ``search_samples`` rows shared by the units. Z (N, n, D) -> (S (N, m, D), mixtures, resp (N, m, K0))."""
+    S = Z
+    n = Z.shape[1]
+    if n > search_samples:  # one seeded subsample of rows for every unit
+        rows = torch.randperm(n, generator=generator, device=Z.device)[:search_samples].sort().values
         S = Z[:, rows]
-
-    # 1. initial mixtures
     k0 = min(k_init, S.shape[1])
-    active = torch.ones(n_units, k0, dtype=torch.bool, device=device)
+    active = torch.ones(Z.shape[0], k0, dtype=torch.bool, device=Z.device)
     fit = fit_em(S, kmeans_plusplus_resp(S, None, k0, generator), active, max_iter=em_iters, **em)
-    mix, resp = fit.mixtures, fit.resp
+    return S, fit.mixtures, fit.resp
 
-    # 2. split rounds, all units in lockstep; a unit leaves when it reaches k_max or splits nothing
+
+def split_gaussians(S: torch.Tensor, mix: Mixtures, resp: torch.Tensor, generator: torch.Generator, em: dict, *,
+                    k_max: int, phi: float, psi: float, random_split_prob: float, max_split_rounds: int,
+                    em_iters: int):
+    """Step 2, all units in lockstep; a unit leaves when it reaches ``k_max`` or splits nothing.
+    S (N, m, D), resp (N, m, K) -> (mixtures, resp (N, m, K'), splits per round of each unit)."""
+    device = S.device
+    n_units = S.shape[0]
     splits: List[List[int]] = [[] for _ in range(n_units)]
     searching = torch.ones(n_units, dtype=torch.bool, device=device)
     for _ in range(max_split_rounds):
@@ -285,17 +319,16 @@ def _fit_batch(features, generator, dtype, *, k_init, k_max, phi, psi, random_sp
         step = fit_em(S[idx], resp[idx], new_active[idx], max_iter=1, **em)
         mix.put(idx, step.mixtures)
         resp[idx] = step.resp
+    return mix, resp, splits
 
-    refit_needed = torch.tensor([any(s) for s in splits], device=device)  # split rounds ran single updates
-    if subsampled:  # the mixtures found on the subsample, refitted on every point
-        _, start = e_step(Z, mix)
-        fit = fit_em(Z, start, mix.active, max_iter=full_iters, **em)
-        mix, resp = fit.mixtures, fit.resp
-        refit_needed[:] = False
 
-    # 3. filter small Gaussians and refit, while a unit's refit leaves one below the minimum
-    k_before = mix.active.sum(1)
-    weight = torch.ones(n_units, n, dtype=Z.dtype, device=device)  # 0: left out of the refits
+def filter_gaussians(Z: torch.Tensor, mix: Mixtures, resp: torch.Tensor, refit_needed: torch.Tensor, em: dict, *,
+                     min_count: float, max_iter: int):
+    """Step 3: drop each unit's Gaussians below ``min_count`` and refit, while a unit's refit leaves one
+    below the minimum (``refit_needed`` (N,) bool: refit once anyway). Z (N, n, D), resp (N, n, K) ->
+    (mixtures, weight (N, n): 1 for the points of each unit's final refit, 0 for those left out)."""
+    weight = torch.ones(Z.shape[:2], dtype=Z.dtype, device=Z.device)  # 0: left out of the refits
+    refit_needed = refit_needed.clone()
     while True:
         counts = torch.einsum("unk,un->uk", resp, weight).double()
         keep = (counts >= min_count) & mix.active
@@ -303,7 +336,7 @@ def _fit_batch(features, generator, dtype, *, k_init, k_max, phi, psi, random_sp
         keep = torch.where(keep.any(1, keepdim=True), keep, mix.active & (counts == largest))
         todo = (keep != mix.active).any(1) | refit_needed
         if not bool(todo.any()):
-            break
+            return mix, weight
         idx = todo.nonzero()[:, 0]
         kept = keep[idx]
         # points mostly explained by dropped Gaussians leave the refit (they would drag a kept one)
@@ -315,17 +348,10 @@ def _fit_batch(features, generator, dtype, *, k_init, k_max, phi, psi, random_sp
         order = (~kept).to(torch.int8).argsort(dim=1, stable=True)  # kept components to the front, in order
         start = start.gather(2, order[:, None].expand_as(start))
         packed = kept.gather(1, order)
-        fit = fit_em(Z[idx], start, packed, weight=weight[idx], max_iter=full_iters, **em)
+        fit = fit_em(Z[idx], start, packed, weight=weight[idx], max_iter=max_iter, **em)
         mix.put(idx, fit.mixtures)
         resp[idx] = fit.resp
         refit_needed[idx] = False
-
-    final = _cleared(mix).widened(k_max)
-    k = mix.active.sum(1).tolist()
-    left_out = (n - weight.sum(1)).round().long().tolist()
-    logs = [{"splits_per_round": splits[u], "k_before_filter": int(k_before[u]), "filtered": int(k_before[u]) - k[u],
-             "points_left_out": left_out[u]} for u in range(n_units)]
-    return UnitFit(center, scale, final, logs)
 
 
 def _cleared(mix: Mixtures) -> Mixtures:

@@ -244,7 +244,7 @@ class EMResult:
 def fit_em(X: torch.Tensor, resp: torch.Tensor, active: torch.Tensor, *, weight: Optional[torch.Tensor] = None,
            max_iter: int = 100, tol: float = 1e-3, dim_threshold: float = 0.2,
            reg_covar: float = 1e-6) -> EMResult:
-    """EM from initial responsibilities, as ``HDDC.fit(X, init_resp=resp)`` for every group.
+    """EM from initial responsibilities, as ``HDDC(init_resp=resp).fit(X)`` for every group.
 
     X (G, n, D); resp (G, n, K); active (G, K); weight (G, n) or None. Each group stops on its own when
     its mean log-likelihood improves by less than ``tol``; the others go on (up to ``max_iter``).

@@ -19,11 +19,21 @@ the data's scale, so fitting ``X`` and ``s * X + c`` gives exactly transformed p
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Optional
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import kmeans_plusplus
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+try:
+    from sklearn.utils.validation import validate_data
+except ImportError:  # scikit-learn < 1.6: the same check as a method
+    def validate_data(estimator, X, **kwargs):
+        return estimator._validate_data(X, **kwargs)
 
 # Rows with a smaller responsibility are left out of a component's scatter: together they weigh at
 # most 1e-12 * n against its count N_k >= min_count (1e-7 for 1M points and N_k = 10), and skipping
@@ -48,14 +58,16 @@ def scree_dimension(eigenvalues: np.ndarray, threshold: float) -> int:
 class HDDC(DensityMixin, BaseEstimator):
     """Gaussian mixture with [a_ij b_i Q_i d_i] covariances, fitted by EM.
 
-    Parameters
+    Parameters (checked by ``fit``; a bad one raises an error naming it)
     ----------
-    n_components: K, the number of Gaussians (when ``fit`` is not given ``init_resp``).
-    max_iter: EM iterations at most.
-    tol: stop when the mean log-likelihood per point improves by less than this.
-    dim_threshold: Cattell scree-test threshold (HDclassif's default 0.2).
-    reg_covar: eigenvalue floor, relative to the data's mean per-coordinate variance.
-    random_state: seed of the k-means++ initialization.
+    n_components: K, the number of Gaussians, >= 1.
+    max_iter: EM iterations at most, >= 1.
+    tol: stop when the mean log-likelihood per point improves by less than this (>= 0).
+    dim_threshold: Cattell scree-test threshold in [0, 1] (HDclassif's default 0.2).
+    reg_covar: eigenvalue floor (>= 0), relative to the data's mean per-coordinate variance.
+    random_state: seed (or RandomState) of the k-means++ initialization.
+    init_resp: initial responsibilities (n, K) of the points ``fit`` is given, replacing k-means++: EM
+        starts with an M-step on them (used to continue after a split or a filter). None: k-means++.
 
     Learned attributes (K components, D features)
     ---------------------------------------------
@@ -64,8 +76,20 @@ class HDDC(DensityMixin, BaseEstimator):
     eigenvalues_ (K, D): the scatter matrix's spectrum (for the scree plot);
     variances_ (K, D): the model's spectrum, a_i1..a_id_i then b_i repeated;
     noise_variances_ (K,): b_i; intrinsic_dims_ (K,): d_i;
+    reg_floor_: the eigenvalue floor in the data's units (reg_covar x their mean variance);
     n_iter_, converged_, lower_bound_ (mean log-likelihood per point of the last iteration).
+    Every method but ``fit`` raises ``NotFittedError`` before the first fit.
     """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "dim_threshold": [Interval(Real, 0, 1, closed="both")],
+        "reg_covar": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "init_resp": ["array-like", None],
+    }
 
     def __init__(
         self,
@@ -74,7 +98,8 @@ class HDDC(DensityMixin, BaseEstimator):
         tol: float = 1e-3,
         dim_threshold: float = 0.2,
         reg_covar: float = 1e-6,
-        random_state: Optional[int] = None,
+        random_state=None,
+        init_resp: Optional[np.ndarray] = None,
     ):
         self.n_components = n_components
         self.max_iter = max_iter
@@ -82,32 +107,34 @@ class HDDC(DensityMixin, BaseEstimator):
         self.dim_threshold = dim_threshold
         self.reg_covar = reg_covar
         self.random_state = random_state
+        self.init_resp = init_resp
 
     # ------------------------------------------------------------------------------------ fitting
-    def fit(self, X: np.ndarray, y=None, init_resp: Optional[np.ndarray] = None) -> "HDDC":
-        """Fit on X (n, D). ``init_resp`` (n, K'), if given, replaces k-means++: EM starts with an M-step
-        on these responsibilities and the mixture has K' components (used to continue after a split
-        or a filter)."""
-        self.fit_predict_proba(X, init_resp=init_resp)
+    def fit(self, X: np.ndarray, y=None) -> "HDDC":
+        """Fit on X (n, D), from ``init_resp`` when it is set, else from k-means++ seeds."""
+        self.fit_predict_proba(X)
         return self
 
-    def fit_predict_proba(self, X: np.ndarray, init_resp: Optional[np.ndarray] = None) -> np.ndarray:
+    def fit_predict_proba(self, X: np.ndarray, y=None) -> np.ndarray:
         """``fit``, then the responsibilities (n, K) of X under the fitted mixture (no extra E-step)."""
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        if X.ndim != 2:
-            raise ValueError(f"X must be (n, D), got shape {X.shape}")
+        self._validate_params()
+        X = validate_data(self, X, dtype=np.float64, order="C")  # 2-D, finite, dense; sets n_features_in_
         n, dim = X.shape
         # Relative floor: the scale of X decides what "a tiny eigenvalue" is (equivariance); constant
         # data (a collapsed unit early in training) get an absolute floor instead.
         spread = float(X.var(axis=0).mean())
-        self._floor = self.reg_covar * (spread if spread > 0 else 1.0)
-        resp = self._initial_resp(X) if init_resp is None else np.asarray(init_resp, dtype=np.float64)
-        if resp.shape[0] != n:
-            raise ValueError(f"init_resp has {resp.shape[0]} rows, X has {n}")
+        self.reg_floor_ = self.reg_covar * (spread if spread > 0 else 1.0)
+        if self.init_resp is None:
+            resp = self._initial_resp(X)
+        else:
+            resp = np.asarray(self.init_resp, dtype=np.float64)
+            if resp.shape != (n, self.n_components):
+                raise ValueError(f"init_resp has shape {resp.shape}; fit was given {n} points and "
+                                 f"n_components={self.n_components}, so ({n}, {self.n_components}) was expected")
 
         self.converged_ = False
         lower_bound = -np.inf
-        for it in range(1, max(self.max_iter, 1) + 1):
+        for it in range(1, self.max_iter + 1):
             self._m_step(X, resp)
             log_norm, resp = self._e_step(X)
             previous, lower_bound = lower_bound, float(log_norm.mean())
@@ -124,8 +151,7 @@ class HDDC(DensityMixin, BaseEstimator):
         k = self.n_components
         if n < k:
             raise ValueError(f"HDDC needs at least n_components={k} points, got {n}")
-        rng = np.random.RandomState(self.random_state)
-        seeds, _ = kmeans_plusplus(X, k, random_state=rng)
+        seeds, _ = kmeans_plusplus(X, k, random_state=check_random_state(self.random_state))
         # squared distances via the expansion: one (n, D) x (D, K) product
         d2 = (X * X).sum(1)[:, None] - 2.0 * X @ seeds.T + (seeds * seeds).sum(1)[None, :]
         resp = np.zeros((n, k))
@@ -150,7 +176,7 @@ class HDDC(DensityMixin, BaseEstimator):
             y = (X[rows] - self.means_[c]) * np.sqrt(r[rows])[:, None]
             scatter = (y.T @ y) / counts[c]
             evals, evecs = np.linalg.eigh(scatter)  # ascending
-            evals = np.maximum(evals[::-1], self._floor)
+            evals = np.maximum(evals[::-1], self.reg_floor_)
             self.eigenvalues_[c] = evals
             self.eigenvectors_[c] = evecs[:, ::-1]
             d = scree_dimension(evals, self.dim_threshold)
@@ -162,7 +188,7 @@ class HDDC(DensityMixin, BaseEstimator):
 
     def _e_step(self, X: np.ndarray):
         """Returns log p(x) (n,) and responsibilities (n, K)."""
-        weighted = self.weighted_log_prob(X)
+        weighted = self._weighted_log_prob(X)
         top = weighted.max(1, keepdims=True)
         resp = np.exp(weighted - top)
         total = resp.sum(1, keepdims=True)
@@ -170,9 +196,16 @@ class HDDC(DensityMixin, BaseEstimator):
         return np.log(total[:, 0]) + top[:, 0], resp
 
     # --------------------------------------------------------------------------------- inference
+    def _checked(self, X) -> np.ndarray:
+        """X (n, D) as float64 after the fitted check: the public methods' inputs."""
+        check_is_fitted(self, "means_")
+        return validate_data(self, X, dtype=np.float64, reset=False)
+
     def weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
         """log pi_k + log N(x | mu_k, Sigma_k) for X (n, D); returns (n, K)."""
-        X = np.asarray(X, dtype=np.float64)
+        return self._weighted_log_prob(self._checked(X))
+
+    def _weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
         n, dim = X.shape
         k = self.means_.shape[0]
         dims = self.intrinsic_dims_
@@ -207,7 +240,7 @@ class HDDC(DensityMixin, BaseEstimator):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Responsibilities (n, K)."""
-        return self._e_step(X)[1]
+        return self._e_step(self._checked(X))[1]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most responsible component (n,)."""
@@ -215,7 +248,7 @@ class HDDC(DensityMixin, BaseEstimator):
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """log p(x) under the mixture (n,)."""
-        return self._e_step(X)[0]
+        return self._e_step(self._checked(X))[0]
 
     def score(self, X: np.ndarray, y=None) -> float:
         """Mean log-likelihood per point."""
@@ -226,11 +259,13 @@ class HDDC(DensityMixin, BaseEstimator):
 
         Exact because the model is equivariant under isotropic affine maps (the regularization is
         relative); used to move a mixture between raw and normalized feature units."""
-        out = HDDC(self.n_components_, self.max_iter, self.tol, self.dim_threshold, self.reg_covar,
-                   self.random_state)
+        check_is_fitted(self, "means_")
+        out = HDDC(**{**self.get_params(), "n_components": self.n_components_, "init_resp": None})
         out.__dict__.update({k: v for k, v in self.__dict__.items() if k.endswith("_")})
         out.means_ = scale * self.means_ + np.asarray(shift, dtype=np.float64)
-        for name in ("eigenvalues_", "variances_", "noise_variances_"):
+        for name in ("eigenvalues_", "variances_", "noise_variances_", "reg_floor_"):
+            if not hasattr(self, name):  # a mixture rebuilt from stored buffers keeps no floor
+                continue
             setattr(out, name, scale**2 * getattr(self, name))
         if hasattr(self, "lower_bound_"):
             out.lower_bound_ = self.lower_bound_ - self.means_.shape[1] * np.log(abs(scale))
@@ -238,10 +273,13 @@ class HDDC(DensityMixin, BaseEstimator):
 
     @property
     def n_components_(self) -> int:
+        """K of the fitted mixture (``n_components``, or the columns of ``init_resp``)."""
+        check_is_fitted(self, "means_")
         return int(self.means_.shape[0])
 
     @property
     def covariances_(self) -> np.ndarray:
         """The full structured covariances (K, D, D), for inspection and comparison."""
+        check_is_fitted(self, "means_")
         q = self.eigenvectors_
         return np.einsum("kij,kj,klj->kil", q, self.variances_, q)
