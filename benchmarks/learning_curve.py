@@ -347,6 +347,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=0, help="threads per run (default: 1 with --jobs > 1, else all cores)")
     p.add_argument("--runs-dir", default="runs/learning_curve")
     p.add_argument("--resume", action="store_true", help="keep the points already scored and grow the curves")
+    p.add_argument("--report", action="store_true",
+                   help="train nothing: write the CSV, figure and section from the points scored so far "
+                        "(e.g. of a sitting that was stopped)")
     p.add_argument("--results", default=str(ROOT / "docs" / "results.md"), help="'' to print only")
     p.add_argument("--section", default="learning-curve")
     p.add_argument("--asset", default="", help="also copy the PNG here (e.g. assets/learning_curve.png)")
@@ -385,6 +388,7 @@ def main(argv=None) -> int:
     threads = args.threads or (1 if args.jobs > 1 else resolve_jobs(-1))
     torch.set_num_threads(threads)
     runs_dir = Path(args.runs_dir)
+    args.resume = args.resume or args.report
     if not args.resume and (runs_dir / "learning_curve.json").is_file():
         raise SystemExit(f"{runs_dir} holds curves already: pass --resume to grow them, or choose another --runs-dir")
 
@@ -407,8 +411,9 @@ def main(argv=None) -> int:
     meta = {"command": "python benchmarks/learning_curve.py " + shlex.join(argv),
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine(),
             "jobs": args.jobs, "threads": threads, "seeds": args.seeds, "asset": bool(args.asset),
+            **({k: earlier[k] for k in ("command", "date", "jobs", "threads") if k in earlier} if args.report else {}),
             "first_stage_cpu_s": charges,
-            "invocations": earlier.get("invocations", 0) + 1, "total_s": earlier.get("total_s", 0.0)}
+            "invocations": earlier.get("invocations", 0) + (0 if args.report else 1), "total_s": earlier.get("total_s", 0.0)}
 
     def write_all() -> str:
         rows = rows_of(runs, factor_names)
@@ -423,7 +428,7 @@ def main(argv=None) -> int:
                 Path(args.asset).write_bytes((runs_dir / "learning_curve.png").read_bytes())
         return section_text(meta_now, rows, curves, panels)
 
-    todo = [r for r in runs if not all(r.done(n) for n in args.images)]
+    todo = [] if args.report else [r for r in runs if not all(r.done(n) for n in args.images)]
     print(f"{len(runs)} runs ({len(curves)} curves x {len(args.seeds)} seeds), {len(runs) - len(todo)} complete; "
           f"{args.jobs} at once, {threads} thread(s) each", flush=True)
     from concurrent.futures import ThreadPoolExecutor, as_completed

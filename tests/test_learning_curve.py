@@ -91,3 +91,11 @@ def test_a_curve_grows_over_two_sittings_with_the_points_of_the_first_kept(tmp_p
     assert (runs / "learning_curve.png").stat().st_size > 10_000
     meta = json.loads((runs / "learning_curve.json").read_text())
     assert meta["invocations"] == 2
+
+    assert lc.main([*common, "--images", "16", "32", "48", "96", "--report"]) == 0  # a stopped sitting's points
+    state = json.loads((runs / "betavae" / "seed0" / "curve_state.json").read_text())
+    assert [p["steps"] for p in state["points"]] == [2, 4, 6]  # nothing trained
+    with open(runs / "learning_curve.csv") as f:
+        assert [int(r["images"]) for r in csv.DictReader(f)] == [16, 32, 48]
+    reported = json.loads((runs / "learning_curve.json").read_text())
+    assert reported["invocations"] == 2 and "--report" not in reported["command"]  # the sittings' own command
