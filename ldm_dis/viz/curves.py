@@ -3,6 +3,7 @@
 Every numeric key the trainer logged (loss terms, learning rate, DyGA anchor counts, ...) against ``step``,
 one panel per key; per-unit keys (``dyga/K_unit00``, ``dyga/K_unit01``, ...) share the panel ``dyga/K``.
 Series with few points (values logged once per epoch) are drawn with markers so a single point shows.
+The end-of-training record (``"end"``: steps run, seconds, overall images/s) is a summary, not drawn.
 A value that never changed (a constant learning rate) gets no panel: it is written under the title, and
 so is a series that repeats another one exactly (``loss`` equals ``diffusion`` when that is the only term).
 
@@ -35,6 +36,8 @@ def curves_from_records(records: Sequence[dict]) -> Dict[str, List[Tuple[str, np
     None (a non-finite value in the log) is left out."""
     series: Dict[str, Tuple[list, list]] = defaultdict(lambda: ([], []))
     for record in records:
+        if "end" in record:  # the end-of-training summary (steps run, seconds, images/s overall): not a curve
+            continue
         step = record.get("step")
         for key, value in record.items():
             if key in _NOT_CURVES or key.endswith("_index") or step is None:  # counters are not curves

@@ -142,9 +142,10 @@ def test_pca_projection_keeps_the_main_direction():
 def test_curves_from_records_skips_bookkeeping_and_groups_prefixes():
     records = [{"step": 10, "epoch_end": 0, "time": 1.0, "loss": 0.5, "dyga/k_unit0": 3.0, "dyga/k_unit1": 4.0,
                 "dyga/fit_seconds": 2.0, "dyga/fit_index": 1.0},
-               {"step": 20, "epoch": 0, "time": 2.0, "loss": None, "note": "x"}]
+               {"step": 20, "epoch": 0, "time": 2.0, "loss": None, "note": "x"},
+               {"step": 20, "end": "max_steps", "steps_run": 20, "train_seconds": 4.0, "images_per_s": 80.0}]
     panels = curves_from_records(records)
-    assert sorted(panels) == ["dyga/fit_seconds", "dyga/k", "loss"]
+    assert sorted(panels) == ["dyga/fit_seconds", "dyga/k", "loss"]  # the end-of-training summary is no curve
     key, steps, values = panels["loss"][0]
     assert key == "loss" and list(steps) == [10] and list(values) == [0.5]  # the None (non-finite) is left out
     assert [k for k, *_ in panels["dyga/k"]] == ["dyga/k_unit0", "dyga/k_unit1"]
