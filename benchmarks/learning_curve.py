@@ -308,14 +308,15 @@ def _short(x: float, _pos=None) -> str:
 
 
 def section_text(meta: dict, rows: list[dict], curves: list[Curve], panels: list[str]) -> str:
-    lines = ["## Learning curves on synth-shapes3d (CPU)", "", f"Command: `{meta['command']}`", "",
+    lines = [f"## {meta.get('title') or 'Learning curves on synth-shapes3d (CPU)'}", "", f"Command: `{meta['command']}`", "",
              (f"{meta['date']}; {meta['machine']}; {meta['jobs']} run(s) at once, {meta['threads']} thread(s) each; "
               f"seeds {' '.join(map(str, meta['seeds']))}; wall time {meta['total_s'] / 60:.1f} min"
               + (f" over {meta['invocations']} sittings (--resume)." if meta["invocations"] > 1 else ".")), "",
              ("Scores: fast metric protocol, seeded with the training seed; mean ± std over seeds. `max MI / H`: "
               "the largest mutual information of any unit with the factor (20-bin codes), over log(factor size). "
               "CPU s: training processes only; LDM rows include their first stage's CPU seconds "
-              f"({meta['first_stage_cpu_s']})." if meta.get("first_stage_cpu_s") else
+              f"({', '.join(sorted({f'{c.charge:.0f}' for c in curves if c.is_ldm}))})."
+              if any(c.is_ldm for c in curves) else
               "Scores: fast metric protocol, seeded with the training seed; mean ± std over seeds."), "",
              "| curve | images | CPU s | " + " | ".join(p.replace("mi/", "MI/H ") for p in panels) + " |",
              "| --- | ---: | ---: |" + " ---: |" * len(panels)]
@@ -352,6 +353,7 @@ def parse_args(argv):
                         "(e.g. of a sitting that was stopped)")
     p.add_argument("--results", default=str(ROOT / "docs" / "results.md"), help="'' to print only")
     p.add_argument("--section", default="learning-curve")
+    p.add_argument("--title", default="", help="the section's heading (default: Learning curves on synth-shapes3d (CPU))")
     p.add_argument("--asset", default="", help="also copy the PNG here (e.g. assets/learning_curve.png)")
     return p.parse_args(argv)
 
@@ -412,7 +414,7 @@ def main(argv=None) -> int:
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine(),
             "jobs": args.jobs, "threads": threads, "seeds": args.seeds, "asset": bool(args.asset),
             **({k: earlier[k] for k in ("command", "date", "jobs", "threads") if k in earlier} if args.report else {}),
-            "first_stage_cpu_s": charges,
+            "first_stage_cpu_s": charges, "title": args.title,
             "invocations": earlier.get("invocations", 0) + (0 if args.report else 1), "total_s": earlier.get("total_s", 0.0)}
 
     def write_all() -> str:
