@@ -4,6 +4,8 @@
     python benchmarks/train_bench.py --device cuda --bf16 --channels-last --batch 128
     python benchmarks/train_bench.py --device cuda --bf16 --channels-last --sizes proof --batch 512 \
         --ddim-batch 256 --loader-workers 8 --first-stage --flops           # the GPU proof run's sizes
+    python benchmarks/train_bench.py --stages [stage_bench options]   # = benchmarks/stage_bench.py: one CPU
+        # step stage by stage (ms, GFLOP/s against the matmul rate), bare and inside ldm-dis train
 
 Rows:
   * ldm train step: one full LDMTask.training_step (frozen VQ-GAN encode, extractor, bottleneck=none,
@@ -253,6 +255,11 @@ def bench_flops(size: str, args, tmp: Path, rows: list) -> None:
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--stages" in argv:  # the per-stage breakdown has its own script and options
+        import stage_bench
+
+        return stage_bench.main([a for a in argv if a != "--stages"])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="quickstart,paper", help="comma-separated; empty for reference rows only")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

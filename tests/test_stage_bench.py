@@ -62,3 +62,11 @@ def test_stage_bench_prints_both_contexts(capsys):
         assert any(line.startswith(f"| {stage} |") for line in out.splitlines()), stage
     ips = next(line for line in out.splitlines() if line.startswith("| images/s"))
     assert all(float(c) > 0 for c in ips.split("|")[3:5])  # after the name and the empty MFLOP column
+
+
+def test_train_bench_stages_is_the_stage_benchmark(capsys):
+    import train_bench
+
+    with pytest.raises(SystemExit) as done:
+        train_bench.main(["--stages", "--help"])
+    assert done.value.code == 0 and "--before CHECKOUT" in capsys.readouterr().out
