@@ -227,14 +227,13 @@ class Trainer:
         with self._same_train_modes(), torch.random.fork_rng(devices=devices):
             panels = self.task.interchange_panels(images, self.cfg.train.seed)
         if acc.is_main_process:
-            from PIL import Image
-
-            from ldm_dis.viz.interchange_grid import save_interchange_grid
+            from ldm_dis.viz.interchange_grid import interchange_grid
 
             p = len(images) // 2
-            save_interchange_grid(path, images[:p].cpu(), images[p:].cpu(), panels.cpu(), title=f"step {self.step}")
-            with Image.open(path) as picture:
-                self.log.image("interchange", np.asarray(picture.convert("RGB")), self.step)
+            grid = interchange_grid(images[:p].cpu(), images[p:].cpu(), panels.cpu(), title=f"step {self.step}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            grid.save(path)
+            self.log.image("interchange", np.asarray(grid.convert("RGB")), self.step)
         return path
 
     # --------------------------------------------------------------------------------- checkpoints

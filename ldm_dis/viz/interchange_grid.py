@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ldm_dis.viz.grids import save_image_grid
+from ldm_dis.viz.grids import image_grid, save_image_grid
 
 
 def interchange_rows(sources: torch.Tensor, targets: torch.Tensor, panels: torch.Tensor,
@@ -39,12 +39,21 @@ NMI_CAPTION = (" After the unit: the factor it matches best and that match's NMI
                "0 = independent, 1 = the unit determines the factor).")
 
 
-def save_interchange_grid(path: str | Path, sources: torch.Tensor, targets: torch.Tensor, panels: torch.Tensor,
-                          unit_labels: Optional[Sequence[str]] = None, title: Optional[str] = None) -> Path:
-    """Write the interchange grid (see the module docstring) with its caption; returns the path."""
+def interchange_grid(sources: torch.Tensor, targets: torch.Tensor, panels: torch.Tensor,
+                     unit_labels: Optional[Sequence[str]] = None, title: Optional[str] = None):
+    """The interchange grid (see the module docstring) with its caption, as a PIL image."""
     images, labels = interchange_rows(sources, targets, panels, unit_labels)
     caption = INTERCHANGE_CAPTION + (NMI_CAPTION if unit_labels else "")
-    return save_image_grid(images, path, nrow=panels.shape[0], row_labels=labels, title=title, caption=caption)
+    return image_grid(images, nrow=panels.shape[0], row_labels=labels, title=title, caption=caption)
+
+
+def save_interchange_grid(path: str | Path, sources: torch.Tensor, targets: torch.Tensor, panels: torch.Tensor,
+                          unit_labels: Optional[Sequence[str]] = None, title: Optional[str] = None) -> Path:
+    """Write :func:`interchange_grid` as a PNG; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    interchange_grid(sources, targets, panels, unit_labels, title).save(path)
+    return path
 
 
 def save_interpolation_grid(path: str | Path, first: torch.Tensor, second: torch.Tensor, strips: torch.Tensor,
