@@ -5,8 +5,9 @@ Each check runs the same seeded steps both ways and compares losses and weights.
 
 from __future__ import annotations
 
-import contextlib
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,9 @@ from ldm_dis.training.ldm_task import LDMTask
 from ldm_dis.training.threads import OneThread
 from ldm_dis.training.vqgan_task import VQGANTask
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from _common import StepAccelerator  # noqa: E402  (the one-device accelerator the benchmarks time steps with)
+
 TINY = {
     "data": {"name": "synth-shapes3d", "resolution": 16, "subset": 64, "num_workers": 0},
     "model": {
@@ -33,23 +37,6 @@ TINY = {
     },
     "train": {"batch_size": 8, "lr": 1e-3, "weight_decay": 0.01},
 }
-
-
-class StepAccelerator:
-    device = torch.device("cpu")
-    num_processes, process_index, is_main_process = 1, 0, True
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def backward(self, loss):
-        loss.backward()
-
-    def prepare_optimizer(self, opt):
-        return opt
-
-    def gather(self, x):
-        return x
 
 
 def plain_transformer_forward(self, x, context):
