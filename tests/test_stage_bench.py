@@ -2,44 +2,64 @@
 benchmark (bare step and ldm-dis train side by side) runs and prints its table."""
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import _stages  # noqa: E402
 from _stages import StageClock  # noqa: E402
 
 
-def test_a_stage_excludes_the_stages_called_inside_it():
+class FakeClock:
+    """Stands in for the time module in _stages: time passes only when a test says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    process_time = thread_time = perf_counter
+
+    def spend(self, seconds):
+        self.now += seconds
+
+
+def test_a_stage_excludes_the_stages_called_inside_it(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(_stages, "time", fake)
     clock = StageClock()
 
     class Work:
         def inner(self):
-            time.sleep(0.05)
+            fake.spend(0.05)
 
         def outer(self):
-            time.sleep(0.02)
+            fake.spend(0.02)
             self.inner()
 
     work = Work()
     clock.wrap(work, "inner", "inner")
     clock.wrap(work, "outer", "outer")
     work.outer()
-    wall = clock.take()["wall"]
-    assert wall["inner"] >= 0.05 and 0.02 <= wall["outer"] < 0.05  # outer's own 20 ms, not inner's 50
+    taken = clock.take()
+    assert taken["wall"] == pytest.approx({"inner": 0.05, "outer": 0.02})  # outer's own 20 ms, not inner's 50
+    assert taken["cpu"] == pytest.approx({"inner": 0.05, "outer": 0.02})
     assert clock.take()["wall"] == {}  # take() starts the next step afresh
 
 
-def test_background_work_is_kept_apart_from_the_step():
+def test_background_work_is_kept_apart_from_the_step(monkeypatch):
     import threading
 
+    fake = FakeClock()
+    monkeypatch.setattr(_stages, "time", fake)
     clock = StageClock()
 
     class Encoder:
         def encode(self):
-            time.sleep(0.02)
+            fake.spend(0.02)
 
     enc = Encoder()
     clock.wrap_background(enc, "encode", "encode, in the background")
@@ -47,7 +67,7 @@ def test_background_work_is_kept_apart_from_the_step():
     t.start()
     t.join()
     taken = clock.take()
-    assert taken["wall"] == {} and taken["background"]["encode, in the background"][0] >= 0.02
+    assert taken["wall"] == {} and taken["background"]["encode, in the background"] == pytest.approx([0.02, 0.02])
 
 
 @pytest.mark.slow
