@@ -364,3 +364,27 @@ def test_protocol_released_reaches_the_networks(first_stage_file, dataset, tmp_p
     assert "down" in resamplers(released) and "down" not in resamplers(paper)
     assert (paper.unet.skip_dropout.levels, released.unet.skip_dropout.levels) == ((2,), (1, 2))
     assert (paper.bottleneck.alignment, released.bottleneck.alignment) == ("paper", "released")
+
+
+def test_first_stage_probe_reads_factors_from_a_trained_first_stage(first_stage_file):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from first_stage_probe import probe_factors, probe_first_stage, psnr
+
+    # the probe itself: an input that holds the factor is read perfectly, one that holds only noise is not
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 4, size=(400, 1))
+    onehot = np.eye(4)[factors[:, 0]] + 0.01 * rng.normal(size=(400, 4))
+    (row,) = probe_factors({"holds": onehot, "noise": rng.normal(size=(400, 4))}, factors, ["f"], [4], seed=0)
+    assert row["chance"] == 0.25 and row["holds"] == 1.0 and row["noise"] < 0.5
+    x = torch.zeros(2, 3, 4, 4)
+    assert psnr(x + 0.2, x) == pytest.approx(10 * np.log10(4 / 0.04))
+
+    # on the tiny trained VQ-GAN's run folder: its dataset's factors, its latents, one accuracy per input
+    path, _, _ = first_stage_file
+    result = probe_first_stage(str(path.parents[2]), num_images=24, seed=0)
+    assert [r["factor"] for r in result["rows"]] == ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
+    assert result["latent_dims"] == 3 * 8 * 8 and result["num_images"] == 24 and result["steps"] == 2
+    assert all(0 <= r[k] <= 1 for r in result["rows"] for k in ("pixels", "latents", "reconstructions"))
+    assert np.isfinite(result["psnr"])
