@@ -69,9 +69,10 @@ def probe_factors(inputs: dict, factors: np.ndarray, names, sizes, seed: int) ->
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean PSNR (dB) of images in [-1, 1] (peak-to-peak 2)."""
-    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-12)
-    return float((10 * torch.log10(4.0 / mse)).mean())
+    """Mean over images of the PSNR (dB) the VQ-GAN trainer logs (images in [-1, 1])."""
+    from ldm_dis.training.vqgan_task import psnr as psnr_of_mse
+
+    return float(psnr_of_mse(((a - b) ** 2).flatten(1).mean(1)).mean())
 
 
 def probe_first_stage(folder: str, num_images: int, seed: int) -> dict:
@@ -103,7 +104,6 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
-    torch.set_grad_enabled(False)
 
     results = [probe_first_stage(f, args.num_images, args.seed) for f in args.first_stages]
     for r in results:
