@@ -20,8 +20,8 @@ Scores at each point: ``ldm-dis evaluate --fast`` (``--metrics``, default DCI, F
 plus, for every factor, the largest mutual information of any unit with it (from MIG's matrix, 20-bin
 discretised codes, nats) as a fraction of the factor's entropy log(size).
 
-CPU seconds: user + system time of the training processes (``resource.getrusage`` of the children),
-summed over the segments; evaluation is not counted. The x-axis "images seen" is what the runs were
+CPU seconds: user + system time of the training processes (``os.wait4`` of each one, so that runs in
+parallel do not count each other), summed over the segments; evaluation is not counted. The x-axis "images seen" is what the runs were
 given; "CPU seconds" is what they cost on this machine (robust to another job on the other core, unlike
 wall time). A VAE's schedule depends on its length (cosine annealing of the lr over
 ``model.baseline.lr_anneal_steps``): it is set once, from the largest ``--images`` of the first sitting,
@@ -41,7 +41,6 @@ import datetime
 import json
 import math
 import os
-import resource
 import shlex
 import subprocess
 import sys
@@ -183,18 +182,28 @@ def prepare_first_stages(curves: list[Curve], runs_dir: Path, threads: int) -> d
 
 # ------------------------------------------------------------------------------------------ runs
 def run_logged(command: list[str], log: Path, threads: int) -> float:
-    """Run ``command`` with output appended to ``log``; returns its CPU seconds; a failure raises with the log's tail."""
+    """Run ``command`` with output appended to ``log``; returns its CPU seconds; a failure raises with the log's tail.
+
+    The CPU seconds are those of this child (and the processes it waited for), from ``os.wait4`` of its pid:
+    ``getrusage(RUSAGE_CHILDREN)`` before and after would also count any sibling run (``--jobs`` > 1 runs
+    several from threads of this process) that ended in between.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "a") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
-        code = subprocess.run(command, check=False, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # e.g. Ctrl-C: do not leave the run training on
+            proc.kill()
+            proc.wait()
+            raise
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
     if code:
         tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-LOG_TAIL:]
         raise RuntimeError(f"command failed (exit {code}); log: {log}\n" + "\n".join(tail))
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return usage.ru_utime + usage.ru_stime
 
 
 def train_segment(run: RunState, cfg, steps: int, threads: int, final_steps: int) -> float:

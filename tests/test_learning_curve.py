@@ -99,3 +99,24 @@ def test_a_curve_grows_over_two_sittings_with_the_points_of_the_first_kept(tmp_p
         assert [int(r["images"]) for r in csv.DictReader(f)] == [16, 32, 48]
     reported = json.loads((runs / "learning_curve.json").read_text())
     assert reported["invocations"] == 2 and "--report" not in reported["command"]  # the sittings' own command
+
+
+def test_cpu_seconds_of_parallel_runs_are_each_runs_own(tmp_path):
+    # --jobs > 1 runs children from threads of one process: the sleeper's count must not take in the busy
+    # sibling that ends while it waits (getrusage(RUSAGE_CHILDREN) before/after would)
+    from concurrent.futures import ThreadPoolExecutor
+
+    busy = [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"]
+    sleeper = [sys.executable, "-c", "import time; time.sleep(3)"]
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(lc.run_logged, sleeper, tmp_path / "sleeper.log", 1)
+        fast = pool.submit(lc.run_logged, busy, tmp_path / "busy.log", 1)
+        busy_s, sleeper_s = fast.result(), slow.result()
+    assert busy_s >= 0.6
+    assert sleeper_s < 0.3
+    assert (tmp_path / "busy.log").read_text().startswith("$ ")
+
+
+def test_a_failing_command_raises_with_its_log(tmp_path):
+    with pytest.raises(RuntimeError, match=r"exit 3\).*\n.*bad config"):
+        lc.run_logged([sys.executable, "-c", "import sys; print('bad config'); sys.exit(3)"], tmp_path / "x.log", 1)
