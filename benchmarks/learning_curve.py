@@ -21,9 +21,9 @@ plus, for every factor, the largest mutual information of any unit with it (from
 discretised codes, nats) as a fraction of the factor's entropy log(size).
 
 CPU seconds: user + system time of the training processes (``os.wait4`` of each one, so that runs in
-parallel do not count each other), summed over the segments; evaluation is not counted. The x-axis "images seen" is what the runs were
-given; "CPU seconds" is what they cost on this machine (robust to another job on the other core, unlike
-wall time). A VAE's schedule depends on its length (cosine annealing of the lr over
+parallel do not count each other), summed over the segments; evaluation is not counted. The x-axis
+"images seen" is what the runs were given; "CPU seconds" is what they cost on this machine (robust to
+another job on the other core, unlike wall time). A VAE's schedule depends on its length (cosine annealing of the lr over
 ``model.baseline.lr_anneal_steps``): it is set once, from the largest ``--images`` of the first sitting,
 and kept when the curve grows.
 
