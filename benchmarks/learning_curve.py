@@ -30,7 +30,9 @@ and kept when the curve grows.
 Writes ``<runs-dir>/learning_curve.csv`` (one line per run and point), ``learning_curve.json``,
 ``learning_curve.png`` (each metric against images seen and against CPU seconds; one line per curve,
 the mean over seeds with a band from the lowest to the highest seed) and the section ``--section`` of
-``--results`` (docs/results.md) with the command, date, machine and wall time.
+``--results`` (docs/results.md) with the command, date, machine and wall time. The CSV, JSON and PNG are
+rewritten after every scored point, so a sitting stopped by hand keeps its rows and its wall time up to
+its last point.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -367,8 +371,9 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def advance(run: RunState, images: list[int], metrics: list[str], threads: int, sizes) -> None:
-    """Train and score ``run`` at each number of ``images`` it has not reached yet."""
+def advance(run: RunState, images: list[int], metrics: list[str], threads: int, sizes,
+            on_point: Callable[[], object] = lambda: None) -> None:
+    """Train and score ``run`` at each number of ``images`` it has not reached yet; ``on_point()`` after each."""
     cfg = load_config(run.curve.config, run.curve.overrides)
     final_steps = steps_for(max(images), cfg.train.batch_size)
     for n in sorted(images):
@@ -382,6 +387,7 @@ def advance(run: RunState, images: list[int], metrics: list[str], threads: int, 
                            "scores": {c: result["scores"].get(m, {}).get(k) for c, (m, k) in SCORES.items()},
                            "mi_fraction": factor_fractions(result, sizes)})
         run.save()
+        on_point()
         p = run.points[-1]
         tqdm.write(f"{run.curve.name} seed {run.seed}: {n:,} images, {p['cpu_s']:.0f} CPU s | "
                    + " ".join(f"{c} {v:.3f}" for c, v in p["scores"].items() if v is not None))
@@ -439,17 +445,23 @@ def main(argv=None) -> int:
                 Path(args.asset).write_bytes((runs_dir / "learning_curve.png").read_bytes())
         return section_text(meta_now, rows, curves, panels)
 
+    lock = threading.Lock()
+
+    def write_point() -> None:
+        """After every scored point: a sitting stopped later keeps its rows, figure and wall time so far."""
+        with lock:
+            write_all()
+
     todo = [] if args.report else [r for r in runs if not all(r.done(n) for n in args.images)]
     print(f"{len(runs)} runs ({len(curves)} curves x {len(args.seeds)} seeds), {len(runs) - len(todo)} complete; "
           f"{args.jobs} at once, {threads} thread(s) each", flush=True)
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool, tqdm(total=len(todo), unit="run", desc="curves") as bar:
-        futures = {pool.submit(advance, r, args.images, metrics, threads, sizes): r for r in todo}
+        futures = {pool.submit(advance, r, args.images, metrics, threads, sizes, write_point): r for r in todo}
         for future in as_completed(futures):
             future.result()
             bar.update(1)
-            write_all()
     section = write_all()
     if args.results:
         write_results(Path(args.results), section, args.section)

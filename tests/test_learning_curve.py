@@ -120,3 +120,25 @@ def test_cpu_seconds_of_parallel_runs_are_each_runs_own(tmp_path):
 def test_a_failing_command_raises_with_its_log(tmp_path):
     with pytest.raises(RuntimeError, match=r"exit 3\).*\n.*bad config"):
         lc.run_logged([sys.executable, "-c", "import sys; print('bad config'); sys.exit(3)"], tmp_path / "x.log", 1)
+
+
+def test_a_sitting_stopped_after_its_first_point_keeps_its_rows_and_wall_time(tmp_path, monkeypatch):
+    runs = tmp_path / "curves"
+    real_score = lc.score_point
+    scored = []
+
+    def score_then_stop(run, steps, metrics, threads):
+        if scored:
+            raise KeyboardInterrupt  # the sitting is stopped while its second point is scored
+        scored.append(steps)
+        return real_score(run, steps, metrics, threads)
+
+    monkeypatch.setattr(lc, "score_point", score_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        lc.main(["--curves", "betavae", "--seeds", "0", "--metrics", "mig", "--runs-dir", str(runs), "--results", "",
+                 "--images", "16", "32", "--overrides", *TINY_VAE])
+    record = json.loads((runs / "learning_curve.json").read_text())
+    assert [r["images"] for r in record["rows"]] == [16]
+    assert record["invocations"] == 1 and record["total_s"] > 0
+    with open(runs / "learning_curve.csv") as f:
+        assert [int(r["images"]) for r in csv.DictReader(f)] == [16]
