@@ -5,8 +5,9 @@
     python benchmarks/learning_curve.py --curves ldm_dyga_sd \\
         --curve pdae_weight quickstart.yaml model.diffusion.loss_weighting=pdae --images 100000 --seeds 0 1
 
-Curves. Built in (``--curves``): ``ldm_dyga_sd`` (``configs/quickstart.yaml`` as it is: LDM + DyGA + Skip
-Dropout), ``ldm`` (the same LDM without DyGA and Skip Dropout: Table 4's baseline), and the VAE baselines
+Curves. Built in (``--curves``): ``ldm_dyga_sd`` (``configs/quickstart.yaml`` with the paper's Skip Dropout,
+p = 0.2 at the 2x2 level: LDM + DyGA + Skip Dropout), ``ldm_dyga`` (the quickstart as it is: DyGA, Skip
+Dropout off), ``ldm`` (the same LDM without DyGA and Skip Dropout: Table 4's baseline), and the VAE baselines
 ``betavae`` and ``factorqvae`` (``configs/baselines/cpu_<kind>.yaml``, the same data). ``--curve NAME CONFIG
 [KEY=VALUE ...]`` adds a curve of any config and overrides (repeatable): a lever to compare at a fixed
 budget. The LDM curves share their VQ-GAN first stage, one per first-stage config (a curve that changes
@@ -64,11 +65,12 @@ from ldm_dis.training.checkpoint import latest_checkpoint
 
 # built-in curve -> (config, overrides); baselines are resolved by baseline_config
 LDM_CURVES = {
-    "ldm_dyga_sd": ("quickstart.yaml", []),
+    "ldm_dyga_sd": ("quickstart.yaml", ["model.unet.skip_dropout=0.2"]),
+    "ldm_dyga": ("quickstart.yaml", []),
     "ldm": ("quickstart.yaml", ["model.bottleneck.kind=none", "model.unet.skip_dropout=0"]),
 }
 VAE_CURVES = ("betavae", "factorqvae")
-LABELS = {"ldm_dyga_sd": "LDM + DyGA + Skip Dropout", "ldm": "LDM", "betavae": "beta-VAE", "factorqvae": "FactorQVAE"}
+LABELS = {"ldm_dyga_sd": "LDM + DyGA + Skip Dropout", "ldm_dyga": "LDM + DyGA (the quickstart)", "ldm": "LDM", "betavae": "beta-VAE", "factorqvae": "FactorQVAE"}
 # column -> (metric, key in metrics.json's scores)
 SCORES = {"DCI D": ("dci", "disentanglement"), "FactorVAE": ("factorvae", "eval_accuracy"),
           "MIG": ("mig", "discrete_mig"), "InfoM": ("infomec", "infom")}

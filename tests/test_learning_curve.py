@@ -37,6 +37,8 @@ def test_curves_built_in_and_given_and_bad_names_fail_before_training():
     curves = lc.build_curves(["ldm_dyga_sd", "ldm", "betavae"], [["lr3", "quickstart.yaml", "train.lr=3e-4"]], base)
     assert [(c.name, c.is_ldm) for c in curves] == [("ldm_dyga_sd", True), ("ldm", True), ("betavae", False), ("lr3", True)]
     assert curves[1].overrides == ["model.bottleneck.kind=none", "model.unet.skip_dropout=0"]
+    method = load_config(curves[0].config, curves[0].overrides)  # the paper's method, whatever the quickstart turns off
+    assert (method.model.bottleneck.kind, method.model.unet.skip_dropout) == ("dyga", 0.2)
     assert curves[2].config == "baselines/cpu_betavae.yaml"
     with pytest.raises(SystemExit, match="unknown curve 'ldm_dgya'"):
         lc.build_curves(["ldm_dgya"], [], base)

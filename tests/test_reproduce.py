@@ -30,17 +30,24 @@ TINY_VAE = ["train.max_steps=2", "train.batch_size=8", "train.num_sample_images=
 @pytest.mark.parametrize("variant, bottleneck, skip_dropout", [
     ("baseline", "none", 0.0), ("dyga", "dyga", 0.0), ("sd", "none", 0.2), ("dyga_sd", "dyga", 0.2)])
 def test_variant_overrides_turn_dyga_and_skip_dropout_on_and_off(variant, bottleneck, skip_dropout):
-    cfg = load_config("quickstart.yaml", reproduce.variant_overrides(variant))
+    base = load_config("quickstart.yaml")  # Skip Dropout off: the sd variants take the paper's rate
+    assert base.model.unet.skip_dropout == 0
+    cfg = load_config("quickstart.yaml", reproduce.variant_overrides(variant, base))
     assert (cfg.model.bottleneck.kind, cfg.model.unet.skip_dropout) == (bottleneck, skip_dropout)
 
 
-def test_variants_that_keep_the_config_need_dyga_and_skip_dropout_on():
+def test_skip_dropout_variants_keep_the_configs_rate_where_it_is_on():
+    base = load_config("quickstart.yaml", ["model.unet.skip_dropout=0.5"])
+    for variant, rate in (("sd", 0.5), ("dyga_sd", 0.5), ("dyga", 0.0), ("baseline", 0.0)):
+        cfg = load_config("quickstart.yaml", ["model.unet.skip_dropout=0.5", *reproduce.variant_overrides(variant, base)])
+        assert cfg.model.unet.skip_dropout == rate, variant
+
+
+def test_the_variant_that_keeps_the_config_needs_dyga_on():
     reproduce.check_ablation_config(load_config("quickstart.yaml"), list(reproduce.VARIANTS))
-    with pytest.raises(SystemExit, match="skip_dropout=0"):
-        reproduce.check_ablation_config(load_config("quickstart.yaml", ["model.unet.skip_dropout=0"]), ["sd"])
     with pytest.raises(SystemExit, match="'fsq'"):
         reproduce.check_ablation_config(load_config("quickstart.yaml", ["model.bottleneck.kind=fsq"]), ["dyga_sd"])
-    reproduce.check_ablation_config(load_config("quickstart.yaml", ["model.unet.skip_dropout=0"]), ["baseline", "dyga"])
+    reproduce.check_ablation_config(load_config("quickstart.yaml", ["model.bottleneck.kind=fsq"]), ["baseline", "dyga", "sd"])
 
 
 def test_baseline_config_is_cpu_sized_for_synthetic_data_and_the_dataset_s_otherwise():
