@@ -70,7 +70,8 @@ LDM_CURVES = {
     "ldm": ("quickstart.yaml", ["model.bottleneck.kind=none", "model.unet.skip_dropout=0"]),
 }
 VAE_CURVES = ("betavae", "factorqvae")
-LABELS = {"ldm_dyga_sd": "LDM + DyGA + Skip Dropout", "ldm_dyga": "LDM + DyGA (the quickstart)", "ldm": "LDM", "betavae": "beta-VAE", "factorqvae": "FactorQVAE"}
+LABELS = {"ldm_dyga_sd": "LDM + DyGA + Skip Dropout", "ldm_dyga": "LDM + DyGA (the quickstart)", "ldm": "LDM",
+          "betavae": "beta-VAE", "factorqvae": "FactorQVAE"}
 # column -> (metric, key in metrics.json's scores)
 SCORES = {"DCI D": ("dci", "disentanglement"), "FactorVAE": ("factorvae", "eval_accuracy"),
           "MIG": ("mig", "discrete_mig"), "InfoM": ("infomec", "infom")}

@@ -8,7 +8,7 @@ tables into docs/results.md.
 
 Put the KEY=VALUE overrides first: options taking lists (--seeds, --baselines, ...) would swallow them.
 
-Models. Ablation (``model.kind=ldm``, the config with DyGA and Skip Dropout): ``baseline`` (neither),
+Models. Ablation (``model.kind=ldm``, a config with DyGA): ``baseline`` (neither DyGA nor Skip Dropout),
 ``dyga`` (DyGA, no Skip Dropout), ``sd`` (Skip Dropout, no bottleneck), ``dyga_sd`` (the config as it is).
 ``sd`` and ``dyga_sd`` take the config's Skip Dropout rate, or the paper's 0.2 where the config has it off
 (``configs/quickstart.yaml`` does: at its size DyGA and Skip Dropout together were behind, docs/results.md).
