@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import write_results
-from reproduce import ROOT, baseline_config, cli, machine, mean_std, prepare_first_stage
+from reproduce import PAPER_SKIP_DROPOUT, ROOT, baseline_config, cli, machine, mean_std, prepare_first_stage
 from tqdm import tqdm
 
 from ldm_dis.config.loading import load_config
@@ -65,7 +65,7 @@ from ldm_dis.training.checkpoint import latest_checkpoint
 
 # built-in curve -> (config, overrides); baselines are resolved by baseline_config
 LDM_CURVES = {
-    "ldm_dyga_sd": ("quickstart.yaml", ["model.unet.skip_dropout=0.2"]),
+    "ldm_dyga_sd": ("quickstart.yaml", [f"model.unet.skip_dropout={PAPER_SKIP_DROPOUT}"]),
     "ldm_dyga": ("quickstart.yaml", []),
     "ldm": ("quickstart.yaml", ["model.bottleneck.kind=none", "model.unet.skip_dropout=0"]),
 }

@@ -17,9 +17,8 @@ DESCRIPTION = """The whole pipeline on the built-in synth-shapes3d dataset, size
 Stages: a labelled grid of the data -> train (or reuse) the VQ-GAN first stage -> train the latent
 diffusion model (DyGA + Skip Dropout; the CPU quickstart.yaml turns Skip Dropout off, as measured) ->
 the metrics of eval.metrics -> latent-interchange grid, attention maps, unit scatter and loss curves ->
-a summary table. Each stage prints the ldm-dis command
-it runs, so any picture can be redrawn with other options (add --out or --overwrite: the quickstart's
-pictures are not replaced silently). A finished first stage is reused while its config is unchanged; a
+a summary table. Each stage prints the ldm-dis command it runs, so any picture can be redrawn with
+other options (add --out or --overwrite: the quickstart's pictures are not replaced silently). A finished first stage is reused while its config is unchanged; a
 finished run is reused and an interrupted one resumed, so running the command again only redoes what
 is missing (a run stopped by its time budget, train.max_minutes, counts as finished).
 
