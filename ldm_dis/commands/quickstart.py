@@ -18,9 +18,9 @@ Stages: a labelled grid of the data -> train (or reuse) the VQ-GAN first stage -
 diffusion model (DyGA + Skip Dropout; the CPU quickstart.yaml turns Skip Dropout off, as measured) ->
 the metrics of eval.metrics -> latent-interchange grid, attention maps, unit scatter and loss curves ->
 a summary table. Each stage prints the ldm-dis command it runs, so any picture can be redrawn with
-other options (add --out or --overwrite: the quickstart's pictures are not replaced silently). A finished first stage is reused while its config is unchanged; a
-finished run is reused and an interrupted one resumed, so running the command again only redoes what
-is missing (a run stopped by its time budget, train.max_minutes, counts as finished).
+other options (add --out or --overwrite: the quickstart's pictures are not replaced silently). A
+finished first stage is reused while its config is unchanged; a finished run is reused and an
+interrupted one resumed, so running the command again only redoes what is missing (a run stopped by its time budget, train.max_minutes, counts as finished).
 
 Besides summary.txt, the run folder gets summary.json: seconds and peak GPU memory of every stage,
 steps, images seen and images/s of both trainings, and the metrics.
