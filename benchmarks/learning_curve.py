@@ -296,6 +296,8 @@ def draw(path: Path, rows: list[dict], curves: list[Curve], panels: list[str]) -
                 if any(len(y) > 1 for y in ys):
                     ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], color=colours(i), alpha=0.2, lw=0)
             ax.set_xscale("log")
+            if x_key == "images":  # a tick at each scored budget: a short curve (25k-50k) has no decade tick
+                ax.xaxis.set_major_locator(ticker.FixedLocator(sorted({r["images"] for r in rows})))
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(_short))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
             ax.grid(alpha=0.3)
