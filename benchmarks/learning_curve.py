@@ -281,6 +281,7 @@ def draw(path: Path, rows: list[dict], curves: list[Curve], panels: list[str]) -
     axes_x = [("images", "training images seen"), ("cpu_s", "training CPU seconds")]
     fig, axes = plt.subplots(len(axes_x), len(panels), figsize=(2.6 * len(panels), 6.0), squeeze=False)
     colours = plt.get_cmap("tab10")
+    budgets = sorted({r["images"] for r in rows})  # a tick at each: a short curve (25k-50k) has no decade tick
     for col, panel in enumerate(panels):
         for row_i, (x_key, x_label) in enumerate(axes_x):
             ax = axes[row_i][col]
@@ -296,8 +297,8 @@ def draw(path: Path, rows: list[dict], curves: list[Curve], panels: list[str]) -
                 if any(len(y) > 1 for y in ys):
                     ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], color=colours(i), alpha=0.2, lw=0)
             ax.set_xscale("log")
-            if x_key == "images":  # a tick at each scored budget: a short curve (25k-50k) has no decade tick
-                ax.xaxis.set_major_locator(ticker.FixedLocator(sorted({r["images"] for r in rows})))
+            if x_key == "images":
+                ax.xaxis.set_major_locator(ticker.FixedLocator(budgets))
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(_short))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
             ax.grid(alpha=0.3)

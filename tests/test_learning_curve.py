@@ -48,6 +48,21 @@ def test_curves_built_in_and_given_and_bad_names_fail_before_training():
         lc.build_curves([], [["alone"]], base)
 
 
+def test_the_images_axis_has_a_tick_at_each_scored_budget(tmp_path, monkeypatch):
+    import ldm_dis.viz.figures as figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, dpi=None: drawn.append(fig))
+    curves = lc.build_curves(["betavae"], [], load_config("quickstart.yaml"))
+    rows = [{"curve": "betavae", "seed": s, "images": n, "cpu_s": 10.0 * n, "MIG": 0.1 * s}
+            for s in (0, 1) for n in (25_000, 50_000)]
+    lc.draw(tmp_path / "curve.png", rows, curves, ["MIG"])
+    images_axis, cpu_axis = drawn[0].axes[:2]
+    assert [int(x) for x in images_axis.get_xticks()] == [25_000, 50_000]
+    assert [t.get_text() for t in images_axis.get_xticklabels()] == ["25k", "50k"]
+    assert list(cpu_axis.get_xticks()) != [250_000.0, 500_000.0]  # the CPU-seconds axis keeps its own ticks
+
+
 def test_ldm_curves_share_a_first_stage_unless_they_change_it(tmp_path):
     tiny = ["data.subset=64", "data.num_workers=0", "model.first_stage.max_steps=1", "model.first_stage.batch_size=4",
             "model.first_stage.ckpt_every=1", "model.first_stage.base_channels=32", "model.first_stage.channel_mult=[1,1]",
