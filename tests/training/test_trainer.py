@@ -98,7 +98,10 @@ def test_exported_codes_follow_dataset_order_and_match_the_representation_fn(tin
     assert list(saved["factor_names"]) == ["x", "shade"]
     again = export_representation(trainer.run_dir / "checkpoints" / "step_0000008", dataset=data)
     assert again == trainer.run_dir / "codes.npz"
-    np.testing.assert_array_equal(np.load(again)["codes"], saved["codes"])
+    # Two forward passes of the same weights may differ in the last bit of float32 (oneDNN picks its
+    # kernels by the load on the cores: CI once saw 1.2e-7 with a benchmark beside it); a wrong order or
+    # wrong weights moves codes by ~0.1, so this bound still catches what the test is for.
+    np.testing.assert_allclose(np.load(again)["codes"], saved["codes"], rtol=1e-6, atol=1e-6)
     _, representation_fn = load_representation(trainer.run_dir, dataset=data)
     images = np.stack([data[i][0].numpy() for i in range(12)])
     np.testing.assert_allclose(representation_fn(images), saved["codes"], rtol=1e-6, atol=1e-6)
