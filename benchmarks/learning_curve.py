@@ -327,27 +327,39 @@ def _short(x: float, _pos=None) -> str:
 
 
 def section_text(meta: dict, rows: list[dict], curves: list[Curve], panels: list[str]) -> str:
+    spread = "one line per seed" if meta.get("per_seed") else "mean ± std over seeds"
     lines = [f"## {meta.get('title') or 'Learning curves on synth-shapes3d (CPU)'}", "", f"Command: `{meta['command']}`", "",
              (f"{meta['date']}; {meta['machine']}; {meta['jobs']} run(s) at once, {meta['threads']} thread(s) each; "
               f"seeds {' '.join(map(str, meta['seeds']))}; wall time {meta['total_s'] / 60:.1f} min"
               + (f" over {meta['invocations']} sittings (--resume)." if meta["invocations"] > 1 else ".")), "",
-             ("Scores: fast metric protocol, seeded with the training seed; mean ± std over seeds. `max MI / H`: "
+             (f"Scores: fast metric protocol, seeded with the training seed; {spread}. `max MI / H`: "
               "the largest mutual information of any unit with the factor (20-bin codes), over log(factor size). "
               "CPU s: training processes only; LDM rows include their first stage's CPU seconds "
               f"({', '.join(sorted({f'{c.charge:.0f}' for c in curves if c.is_ldm}))})."
               if any(c.is_ldm for c in curves) else
-              "Scores: fast metric protocol, seeded with the training seed; mean ± std over seeds."), "",
-             "| curve | images | CPU s | " + " | ".join(p.replace("mi/", "MI/H ") for p in panels) + " |",
-             "| --- | ---: | ---: |" + " ---: |" * len(panels)]
-    for curve in curves:
-        mine = [r for r in rows if r["curve"] == curve.name]
-        for n in sorted({r["images"] for r in mine}):
-            at = [r for r in mine if r["images"] == n]
-            cells = [curve.label, f"{n:,}", f"{np.mean([r['cpu_s'] for r in at]):.0f}",
-                     *[mean_std([r[p] for r in at], 2 if p.startswith("mi/") else 3) for p in panels]]
-            lines.append("| " + " | ".join(cells) + " |")
+              f"Scores: fast metric protocol, seeded with the training seed; {spread}."), "",
+             *table_lines(rows, curves, panels, meta.get("per_seed", False))]
     lines += ["", "![learning curves](../assets/learning_curve.png)" if meta.get("asset") else ""]
     return "\n".join(lines).rstrip("\n")
+
+
+def table_lines(rows: list[dict], curves: list[Curve], panels: list[str], per_seed: bool) -> list[str]:
+    """The section's table: a line per curve and budget (mean ± std over seeds), or with ``per_seed`` a line
+    per curve, seed and budget (each run's own scores: two seeds that disagree show it)."""
+    digits = {p: 2 if p.startswith("mi/") else 3 for p in panels}
+    lines = ["| curve | " + ("seed | " if per_seed else "") + "images | CPU s | "
+             + " | ".join(p.replace("mi/", "MI/H ") for p in panels) + " |",
+             "| --- |" + (" ---: |" if per_seed else "") + " ---: | ---: |" + " ---: |" * len(panels)]
+    for curve in curves:
+        mine = [r for r in rows if r["curve"] == curve.name]
+        groups = sorted({(r["seed"], r["images"]) if per_seed else (None, r["images"]) for r in mine})
+        for seed, n in groups:
+            at = [r for r in mine if r["images"] == n and (seed is None or r["seed"] == seed)]
+            cells = [curve.label, *([str(seed)] if per_seed else []), f"{n:,}",
+                     f"{np.mean([r['cpu_s'] for r in at]):.0f}",
+                     *[mean_std([r[p] for r in at], digits[p]) for p in panels]]  # per seed: one value
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -374,6 +386,8 @@ def parse_args(argv):
     p.add_argument("--section", default="learning-curve")
     p.add_argument("--title", default="", help="the section's heading (default: Learning curves on synth-shapes3d (CPU))")
     p.add_argument("--asset", default="", help="also copy the PNG here (e.g. assets/learning_curve.png)")
+    p.add_argument("--per-seed", action="store_true",
+                   help="the section's table has a line per seed (each run's scores) instead of the mean ± std over seeds")
     return p.parse_args(argv)
 
 
@@ -414,6 +428,9 @@ def main(argv=None) -> int:
     args.resume = args.resume or args.report
     if not args.resume and (runs_dir / "learning_curve.json").is_file():
         raise SystemExit(f"{runs_dir} holds curves already: pass --resume to grow them, or choose another --runs-dir")
+    if args.report and not (runs_dir / "learning_curve.json").is_file():  # else it would train a first stage
+        raise SystemExit(f"--report: {runs_dir / 'learning_curve.json'} not found: no sitting has scored a point in "
+                         f"{runs_dir}; give the --runs-dir of one")
 
     base = load_config("quickstart.yaml", [f"run.first_stage_cache={runs_dir / '.first_stage'}", *args.overrides])
     curves = build_curves(args.curves, args.extra, base)
@@ -435,7 +452,7 @@ def main(argv=None) -> int:
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine(),
             "jobs": args.jobs, "threads": threads, "seeds": args.seeds, "asset": bool(args.asset),
             **({k: earlier[k] for k in ("command", "date", "jobs", "threads") if k in earlier} if args.report else {}),
-            "first_stage_cpu_s": charges, "title": args.title,
+            "first_stage_cpu_s": charges, "title": args.title, "per_seed": args.per_seed,
             "invocations": earlier.get("invocations", 0) + (0 if args.report else 1), "total_s": earlier.get("total_s", 0.0)}
 
     def write_all() -> str:

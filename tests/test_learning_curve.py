@@ -63,6 +63,31 @@ def test_the_images_axis_has_a_tick_at_each_scored_budget(tmp_path, monkeypatch)
     assert list(cpu_axis.get_xticks()) != [250_000.0, 500_000.0]  # the CPU-seconds axis keeps its own ticks
 
 
+def test_the_table_is_the_mean_over_seeds_or_with_per_seed_each_runs_own_line():
+    curves = lc.build_curves(["betavae"], [], load_config("quickstart.yaml"))
+    rows = [{"curve": "betavae", "seed": s, "images": n, "cpu_s": 10.0 * n + s, "MIG": 0.1 + 0.2 * s + n / 1e6,
+             "mi/shape": 0.5 * s} for s in (1, 0) for n in (50_000, 25_000)]
+    mean = lc.table_lines(rows, curves, ["MIG", "mi/shape"], per_seed=False)
+    assert mean[0] == "| curve | images | CPU s | MIG | MI/H shape |"
+    assert mean[2:] == ["| beta-VAE | 25,000 | 250000 | 0.225 ± 0.141 | 0.25 ± 0.35 |",
+                        "| beta-VAE | 50,000 | 500000 | 0.250 ± 0.141 | 0.25 ± 0.35 |"]
+    each = lc.table_lines(rows, curves, ["MIG", "mi/shape"], per_seed=True)
+    assert each[0] == "| curve | seed | images | CPU s | MIG | MI/H shape |"
+    assert each[1].count("---") == 6
+    assert each[2:] == ["| beta-VAE | 0 | 25,000 | 250000 | 0.125 | 0.00 |",  # seed, then images, in order
+                        "| beta-VAE | 0 | 50,000 | 500000 | 0.150 | 0.00 |",
+                        "| beta-VAE | 1 | 25,000 | 250001 | 0.325 | 0.50 |",
+                        "| beta-VAE | 1 | 50,000 | 500001 | 0.350 | 0.50 |"]
+    rows[0]["MIG"] = None  # a score not measured at a point
+    assert lc.table_lines(rows, curves, ["MIG"], per_seed=True)[-1] == "| beta-VAE | 1 | 50,000 | 500001 | - |"
+
+
+def test_a_report_of_a_folder_without_curves_says_so_and_trains_nothing(tmp_path):
+    with pytest.raises(SystemExit, match="learning_curve.json not found"):
+        lc.main(["--report", "--curves", "ldm", "--runs-dir", str(tmp_path / "none"), "--results", ""])
+    assert not (tmp_path / "none").exists()
+
+
 def test_ldm_curves_share_a_first_stage_unless_they_change_it(tmp_path):
     tiny = ["data.subset=64", "data.num_workers=0", "model.first_stage.max_steps=1", "model.first_stage.batch_size=4",
             "model.first_stage.ckpt_every=1", "model.first_stage.base_channels=32", "model.first_stage.channel_mult=[1,1]",
