@@ -34,6 +34,12 @@ the mean over seeds with a band from the lowest to the highest seed) and the sec
 ``--results`` (docs/results.md) with the command, date, machine and wall time. The CSV, JSON and PNG are
 rewritten after every scored point, so a sitting stopped by hand keeps its rows and its wall time up to
 its last point.
+
+``--report`` trains nothing: it writes the CSV, figure and section from the points scored so far. With
+``--from DIR ...`` it also takes runs from other runs-dirs (each (curve, seed) from the first of
+``--runs-dir``, then the ``--from`` folders in order, that has scored it), so that curves trained in
+separate sittings, for example a lever paired with a curve trained earlier on the same first stage, share
+one table and figure in ``--runs-dir``; the section lists each folder's sittings.
 """
 
 from __future__ import annotations
@@ -154,6 +160,30 @@ def factor_fractions(metrics: dict, factor_sizes: list[int]) -> list[float]:
     mi = np.asarray(metrics["matrices"]["mig"]["mutual_info"])  # (d, F)
     best = mi.max(axis=0)
     return [float(b / math.log(s)) if s > 1 else float("nan") for b, s in zip(best, factor_sizes)]
+
+
+def recorded_first_stages(curves: list[Curve], dirs: dict[str, list[Path]]) -> dict[str, float]:
+    """For ``--report``: give each LDM curve its first stage and CPU seconds as a sitting recorded them, from the
+    first of its ``dirs[curve.name]`` whose ``first_stage_cpu.json`` knows that first stage; trains nothing
+    (a first stage recorded nowhere is charged 0). Returns {weights file: CPU s} of the first stages used."""
+    from ldm_dis.training.pipeline import first_stage_hash
+
+    used: dict[str, float] = {}
+    for curve in curves:
+        if not curve.is_ldm:
+            continue
+        cfg = load_config(curve.config, curve.overrides)
+        given = cfg.model.first_stage.checkpoint
+        cached = f"{os.sep}{first_stage_hash(cfg)}{os.sep}"  # <runs-dir>/.first_stage/<hash>/checkpoints/...
+        for d in dirs[curve.name]:
+            record = d / "first_stage_cpu.json"
+            known = json.loads(record.read_text()) if record.is_file() else {}
+            found = [k for k in known if (k == str(given) if given else cached in k)]
+            if found:
+                curve.first_stage, curve.charge = Path(found[0]), known[found[0]]
+                used[found[0]] = curve.charge
+                break
+    return used
 
 
 def prepare_first_stages(curves: list[Curve], runs_dir: Path, threads: int) -> dict[str, float]:
@@ -326,12 +356,39 @@ def _short(x: float, _pos=None) -> str:
     return f"{x:g}"
 
 
+SITTING_KEYS = ("command", "date", "machine", "jobs", "threads", "invocations", "total_s")  # of a sitting, in its JSON
+
+
+def sittings_of(dirs: list[Path]) -> list[dict]:
+    """What each runs-dir's ``learning_curve.json`` records of the sittings that trained its runs (a merged
+    report's own record gives the sittings it lists)."""
+    out = []
+    for d in dirs:
+        meta = json.loads((d / "learning_curve.json").read_text())
+        for s in meta.get("sittings") or [{"runs_dir": str(d), **{k: meta.get(k) for k in SITTING_KEYS}}]:
+            if s not in out:
+                out.append(s)
+    return out
+
+
+def _wall(meta: dict, resumed: bool = True) -> str:
+    return (f"wall time {meta['total_s'] / 60:.1f} min"
+            + (f" over {meta['invocations']} sittings" + (" (--resume)" if resumed else "") if meta["invocations"] > 1 else ""))
+
+
 def section_text(meta: dict, rows: list[dict], curves: list[Curve], panels: list[str]) -> str:
     spread = "one line per seed" if meta.get("per_seed") else "mean ± std over seeds"
-    lines = [f"## {meta.get('title') or 'Learning curves on synth-shapes3d (CPU)'}", "", f"Command: `{meta['command']}`", "",
-             (f"{meta['date']}; {meta['machine']}; {meta['jobs']} run(s) at once, {meta['threads']} thread(s) each; "
-              f"seeds {' '.join(map(str, meta['seeds']))}; wall time {meta['total_s'] / 60:.1f} min"
-              + (f" over {meta['invocations']} sittings (--resume)." if meta["invocations"] > 1 else ".")), "",
+    if meta.get("sittings"):  # a report of runs from several runs-dirs
+        head = ["Commands, one per runs-dir the runs come from:", "",
+                *[f"- `{s['command']}` ({s['runs_dir']}; {s['date']}; {s['machine']}; {s['jobs']} run(s) at once, "
+                  f"{s['threads']} thread(s) each; {_wall(s)})" for s in meta["sittings"]], "",
+                f"Table and figure: `{meta['report_command']}`; seeds {' '.join(map(str, meta['seeds']))}; "
+                f"{_wall(meta, resumed=False)} in all."]
+    else:
+        head = [f"Command: `{meta['command']}`", "",
+                (f"{meta['date']}; {meta['machine']}; {meta['jobs']} run(s) at once, {meta['threads']} thread(s) each; "
+                 f"seeds {' '.join(map(str, meta['seeds']))}; {_wall(meta)}.")]
+    lines = [f"## {meta.get('title') or 'Learning curves on synth-shapes3d (CPU)'}", "", *head, "",
              (f"Scores: fast metric protocol, seeded with the training seed; {spread}. `max MI / H`: "
               "the largest mutual information of any unit with the factor (20-bin codes), over log(factor size). "
               "CPU s: training processes only; LDM rows include their first stage's CPU seconds "
@@ -382,6 +439,9 @@ def parse_args(argv):
     p.add_argument("--report", action="store_true",
                    help="train nothing: write the CSV, figure and section from the points scored so far "
                         "(e.g. of a sitting that was stopped)")
+    p.add_argument("--from", dest="from_dirs", nargs="+", default=[], metavar="DIR",
+                   help="with --report: also take each (curve, seed) not scored in --runs-dir from these runs-dirs "
+                        "(the first that has it)")
     p.add_argument("--results", default=str(ROOT / "docs" / "results.md"), help="'' to print only")
     p.add_argument("--section", default="learning-curve")
     p.add_argument("--title", default="", help="the section's heading (default: Learning curves on synth-shapes3d (CPU))")
@@ -428,9 +488,15 @@ def main(argv=None) -> int:
     args.resume = args.resume or args.report
     if not args.resume and (runs_dir / "learning_curve.json").is_file():
         raise SystemExit(f"{runs_dir} holds curves already: pass --resume to grow them, or choose another --runs-dir")
-    if args.report and not (runs_dir / "learning_curve.json").is_file():  # else it would train a first stage
+    if args.from_dirs and not args.report:
+        raise SystemExit("--from takes the runs of other runs-dirs into a report: only with --report")
+    sources = list(dict.fromkeys([runs_dir, *map(Path, args.from_dirs)]))  # where a report looks for each run
+    for d in sources[1:]:
+        if not (d / "learning_curve.json").is_file():
+            raise SystemExit(f"--from {d}: {d / 'learning_curve.json'} not found: no sitting has scored a point there")
+    if args.report and not any((d / "learning_curve.json").is_file() for d in sources):  # else it would train
         raise SystemExit(f"--report: {runs_dir / 'learning_curve.json'} not found: no sitting has scored a point in "
-                         f"{runs_dir}; give the --runs-dir of one")
+                         f"{runs_dir}; give the --runs-dir of one (or others with --from)")
 
     base = load_config("quickstart.yaml", [f"run.first_stage_cache={runs_dir / '.first_stage'}", *args.overrides])
     curves = build_curves(args.curves, args.extra, base)
@@ -441,11 +507,22 @@ def main(argv=None) -> int:
     dataset = build_dataset(base.data)
     factor_names, sizes = list(dataset.factor_names), list(dataset.factor_sizes)
 
-    charges = prepare_first_stages(curves, runs_dir, threads)  # before any run: parallel runs would race on the cache
+    def source_of(curve: Curve, seed: int) -> Path:
+        """The runs-dir a report takes this run from: the first that has scored it (training: --runs-dir)."""
+        if args.report:
+            for d in sources:
+                if (d / curve.name / f"seed{seed}" / "curve_state.json").is_file():
+                    return d
+        return runs_dir
 
-    runs = [RunState(c, s, runs_dir / c.name / f"seed{s}") for s in args.seeds for c in curves]
+    runs = [RunState(c, s, source_of(c, s) / c.name / f"seed{s}") for s in args.seeds for c in curves]
     for run in runs:
         run.load()
+    if args.report:  # the first stages as recorded where each curve's runs were found (a report never trains one)
+        found = {c.name: [r.folder.parents[1] for r in runs if r.curve is c and r.points] for c in curves}
+        charges = recorded_first_stages(curves, {k: list(dict.fromkeys([*v, *sources])) for k, v in found.items()})
+    else:
+        charges = prepare_first_stages(curves, runs_dir, threads)  # before any run: parallel runs would race on the cache
     record = runs_dir / "learning_curve.json"
     earlier = json.loads(record.read_text()) if args.resume and record.is_file() else {}
     meta = {"command": "python benchmarks/learning_curve.py " + shlex.join(argv),
@@ -454,6 +531,17 @@ def main(argv=None) -> int:
             **({k: earlier[k] for k in ("command", "date", "jobs", "threads") if k in earlier} if args.report else {}),
             "first_stage_cpu_s": charges, "title": args.title, "per_seed": args.per_seed,
             "invocations": earlier.get("invocations", 0) + (0 if args.report else 1), "total_s": earlier.get("total_s", 0.0)}
+    if args.report and len(sources) > 1:  # a merged report: the sittings of every folder it took runs from
+        used = list(dict.fromkeys(r.folder.parents[1] for r in runs if r.points))
+        if not used:
+            raise SystemExit(f"--report: no run of curves {', '.join(c.name for c in curves)} and seeds "
+                             f"{' '.join(map(str, args.seeds))} has scored a point in {', '.join(map(str, sources))}")
+        meta["sittings"] = sittings_of(used)
+        meta["report_command"] = meta.pop("command")
+        for k in ("date", "jobs", "threads"):
+            meta.pop(k, None)
+        meta["invocations"] = sum(s["invocations"] for s in meta["sittings"])
+        meta["total_s"] = sum(s["total_s"] for s in meta["sittings"])
 
     def write_all() -> str:
         rows = rows_of(runs, factor_names)

@@ -88,6 +88,64 @@ def test_a_report_of_a_folder_without_curves_says_so_and_trains_nothing(tmp_path
     assert not (tmp_path / "none").exists()
 
 
+def _scored_folder(runs_dir, command, total_s, runs, first_stage_cpu=None):
+    """A runs-dir as a sitting leaves it: its learning_curve.json and each run's curve_state.json."""
+    runs_dir.mkdir(parents=True)
+    (runs_dir / "learning_curve.json").write_text(json.dumps(
+        {"command": command, "date": "2026-12-03 10:00", "machine": "2 CPU cores", "jobs": 2, "threads": 1,
+         "invocations": 1, "total_s": total_s, "rows": []}))
+    for (curve, seed), dci in runs.items():
+        folder = runs_dir / curve / f"seed{seed}"
+        folder.mkdir(parents=True)
+        points = [{"images": n, "steps": n // 32, "cpu_s": n / 10 + seed, "scores": {"DCI D": dci * n / 100_000},
+                   "mi_fraction": [0.5, 0.6, 0.1 * seed, 0.0, 0.0, 0.0]} for n in (50_000, 100_000)]
+        (folder / "curve_state.json").write_text(json.dumps({"points": points, "cpu_s": 1.0, "anneal_steps": None}))
+    if first_stage_cpu is not None:
+        (runs_dir / "first_stage_cpu.json").write_text(json.dumps(first_stage_cpu))
+
+
+def test_a_report_takes_runs_from_other_runs_dirs_and_lists_their_sittings(tmp_path, capsys):
+    from ldm_dis.training.pipeline import first_stage_hash
+
+    key = first_stage_hash(load_config("quickstart.yaml"))  # the quickstart's and the plain LDM's first stage
+    weights = lambda d: f"{d}/.first_stage/{key}/checkpoints/step_0000600/model.safetensors"  # noqa: E731
+    earlier, later = tmp_path / "s12", tmp_path / "s14"
+    _scored_folder(earlier, "python benchmarks/learning_curve.py --curves ldm_dyga betavae", 600.0,
+                   {("ldm_dyga", 0): 0.2, ("ldm_dyga", 1): 0.3, ("betavae", 0): 0.25}, {weights(earlier): 203.0})
+    _scored_folder(later, "python benchmarks/learning_curve.py --curves ldm", 300.0,
+                   {("ldm", 0): 0.4, ("ldm", 1): 0.5, ("ldm_dyga", 0): 0.9}, {weights(later): 210.0})
+    out = tmp_path / "paired"
+    common = ["--report", "--per-seed", "--curves", "ldm_dyga", "ldm", "betavae", "--seeds", "0", "1",
+              "--runs-dir", str(out), "--results", ""]
+    assert lc.main([*common, "--from", str(earlier), str(later)]) == 0
+    assert not (out / ".first_stage").exists() and not (out / "ldm").exists()  # nothing trained, nothing copied
+    with open(out / "learning_curve.csv") as f:
+        rows = [(r["curve"], int(r["seed"]), int(r["images"]), float(r["DCI D"])) for r in csv.DictReader(f)]
+    assert rows == [("ldm_dyga", 0, 50_000, 0.1), ("ldm_dyga", 0, 100_000, 0.2),  # the first folder that has a run wins
+                    ("ldm", 0, 50_000, 0.2), ("ldm", 0, 100_000, 0.4),
+                    ("betavae", 0, 50_000, 0.125), ("betavae", 0, 100_000, 0.25),
+                    ("ldm_dyga", 1, 50_000, 0.15), ("ldm_dyga", 1, 100_000, 0.3),
+                    ("ldm", 1, 50_000, 0.25), ("ldm", 1, 100_000, 0.5)]  # betavae seed 1 scored nowhere
+    meta = json.loads((out / "learning_curve.json").read_text())
+    assert [(s["runs_dir"], s["total_s"]) for s in meta["sittings"]] == [(str(earlier), 600.0), (str(later), 300.0)]
+    assert meta["total_s"] >= 900.0 and meta["invocations"] == 2 and "command" not in meta
+    assert meta["first_stage_cpu_s"] == {weights(earlier): 203.0, weights(later): 210.0}  # each curve's own folder's
+    section = capsys.readouterr().out
+    assert f"- `python benchmarks/learning_curve.py --curves ldm` ({later}; 2026-12-03 10:00;" in section
+    assert "wall time 5.0 min)" in section and "Table and figure: `python benchmarks/learning_curve.py --report" in section
+    assert "first stage's CPU seconds (203, 210)" in section
+
+    again = lc.main([*common, "--from", str(earlier), str(later)])  # its own record lists the same sittings once
+    assert again == 0 and len(json.loads((out / "learning_curve.json").read_text())["sittings"]) == 2
+    with pytest.raises(SystemExit, match="only with --report"):
+        lc.main(["--curves", "ldm", "--runs-dir", str(tmp_path / "x"), "--results", "", "--from", str(earlier)])
+    with pytest.raises(SystemExit, match=f"--from {tmp_path / 'none'}: .*learning_curve.json not found"):
+        lc.main([*common, "--from", str(earlier), str(tmp_path / "none")])
+    with pytest.raises(SystemExit, match="no run of curves factorqvae"):
+        lc.main(["--report", "--curves", "factorqvae", *common[6:], "--from", str(earlier)])
+    assert not (tmp_path / "x").exists()
+
+
 def test_ldm_curves_share_a_first_stage_unless_they_change_it(tmp_path):
     tiny = ["data.subset=64", "data.num_workers=0", "model.first_stage.max_steps=1", "model.first_stage.batch_size=4",
             "model.first_stage.ckpt_every=1", "model.first_stage.base_channels=32", "model.first_stage.channel_mult=[1,1]",
