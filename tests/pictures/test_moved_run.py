@@ -102,3 +102,21 @@ def test_the_readme_python_snippet_runs_on_a_trained_run(moved_run, tmp_path, mo
     exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["panels"].shape == (3, 1 + 3, 3, 16, 16)  # 3 pairs, the source panel and one per unit
     assert (tmp_path / "grid.png").stat().st_size > 1000
+
+
+def test_the_pull_benchmark_measures_a_trained_dyga_run(moved_run, tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import dyga_pull
+
+    run, _ = moved_run
+    assert dyga_pull.main([str(run), "--images", "24", "--out", str(tmp_path / "pull.json")]) == 0
+    (row,) = json.loads((tmp_path / "pull.json").read_text())
+    lam = load_config(run / "config.yaml").model.bottleneck.dyga.lam
+    assert row["lambda"] == lam and row["step"] > 0
+    assert 0 < row["delta p10"] <= row["delta median"] <= row["delta p90"] <= float(np.float32(lam))  # at most lambda (float32)
+    assert row["delta / lambda median"] == pytest.approx(row["delta median"] / lam)
+    assert 0 < row["move median"] <= row["move p90"]
