@@ -396,7 +396,8 @@ def section_text(meta: dict, rows: list[dict], curves: list[Curve], panels: list
               if any(c.is_ldm for c in curves) else
               f"Scores: fast metric protocol, seeded with the training seed; {spread}."), "",
              *table_lines(rows, curves, panels, meta.get("per_seed", False))]
-    lines += ["", "![learning curves](../assets/learning_curve.png)" if meta.get("asset") else ""]
+    if isinstance(meta.get("asset"), str) and meta["asset"]:  # the copy of the figure, relative to docs/
+        lines += ["", f"![{meta.get('title') or 'learning curves'}]({meta['asset']})"]
     return "\n".join(lines).rstrip("\n")
 
 
@@ -527,7 +528,8 @@ def main(argv=None) -> int:
     earlier = json.loads(record.read_text()) if args.resume and record.is_file() else {}
     meta = {"command": "python benchmarks/learning_curve.py " + shlex.join(argv),
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine(),
-            "jobs": args.jobs, "threads": threads, "seeds": args.seeds, "asset": bool(args.asset),
+            "jobs": args.jobs, "threads": threads, "seeds": args.seeds,
+            "asset": os.path.relpath(Path(args.asset).resolve(), ROOT / "docs") if args.asset else "",
             **({k: earlier[k] for k in ("command", "date", "jobs", "threads") if k in earlier} if args.report else {}),
             "first_stage_cpu_s": charges, "title": args.title, "per_seed": args.per_seed,
             "invocations": earlier.get("invocations", 0) + (0 if args.report else 1), "total_s": earlier.get("total_s", 0.0)}

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -117,7 +118,10 @@ def test_a_report_takes_runs_from_other_runs_dirs_and_lists_their_sittings(tmp_p
     out = tmp_path / "paired"
     common = ["--report", "--per-seed", "--curves", "ldm_dyga", "ldm", "betavae", "--seeds", "0", "1",
               "--runs-dir", str(out), "--results", ""]
-    assert lc.main([*common, "--from", str(earlier), str(later)]) == 0
+    figure = tmp_path / "assets" / "paired.png"
+    figure.parent.mkdir()
+    assert lc.main([*common, "--from", str(earlier), str(later), "--asset", str(figure), "--title", "Paired"]) == 0
+    assert figure.read_bytes() == (out / "learning_curve.png").read_bytes()
     assert not (out / ".first_stage").exists() and not (out / "ldm").exists()  # nothing trained, nothing copied
     with open(out / "learning_curve.csv") as f:
         rows = [(r["curve"], int(r["seed"]), int(r["images"]), float(r["DCI D"])) for r in csv.DictReader(f)]
@@ -134,6 +138,7 @@ def test_a_report_takes_runs_from_other_runs_dirs_and_lists_their_sittings(tmp_p
     assert f"- `python benchmarks/learning_curve.py --curves ldm` ({later}; 2026-12-03 10:00;" in section
     assert "wall time 5.0 min)" in section and "Table and figure: `python benchmarks/learning_curve.py --report" in section
     assert "first stage's CPU seconds (203, 210)" in section
+    assert section.split("\n\nrows: ")[0].endswith(f"![Paired]({os.path.relpath(figure, lc.ROOT / 'docs')})")  # the copy, from docs/
 
     again = lc.main([*common, "--from", str(earlier), str(later)])  # its own record lists the same sittings once
     assert again == 0 and len(json.loads((out / "learning_curve.json").read_text())["sittings"]) == 2
