@@ -168,6 +168,8 @@ def recorded_first_stages(curves: list[Curve], dirs: dict[str, list[Path]]) -> d
     (a first stage recorded nowhere is charged 0). Returns {weights file: CPU s} of the first stages used."""
     from ldm_dis.training.pipeline import first_stage_hash
 
+    records = {d: json.loads((d / "first_stage_cpu.json").read_text()) if (d / "first_stage_cpu.json").is_file() else {}
+               for d in dict.fromkeys(d for folders in dirs.values() for d in folders)}  # each read once
     used: dict[str, float] = {}
     for curve in curves:
         if not curve.is_ldm:
@@ -176,8 +178,7 @@ def recorded_first_stages(curves: list[Curve], dirs: dict[str, list[Path]]) -> d
         given = cfg.model.first_stage.checkpoint
         cached = f"{os.sep}{first_stage_hash(cfg)}{os.sep}"  # <runs-dir>/.first_stage/<hash>/checkpoints/...
         for d in dirs[curve.name]:
-            record = d / "first_stage_cpu.json"
-            known = json.loads(record.read_text()) if record.is_file() else {}
+            known = records[d]
             found = [k for k in known if (k == str(given) if given else cached in k)]
             if found:
                 curve.first_stage, curve.charge = Path(found[0]), known[found[0]]
